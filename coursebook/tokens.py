@@ -1,0 +1,77 @@
+"""API tokens: random secrets shown once, stored only as a SHA-256 digest.
+
+A token carries 32 random bytes, so a fast digest is enough: there is nothing to
+brute-force, and the lookup by digest is an index probe that reveals no timing about
+the secret itself.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, insert
+
+from coursebook.models import PERMISSION_NAMES, api_tokens
+
+TOKEN_PREFIX = "cb_"
+
+
+def hash_token(token: str) -> str:
+    """The digest stored for ``token``."""
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def new_token() -> str:
+    """A fresh token: the ``cb_`` prefix and 32 random bytes, URL-safe."""
+    return TOKEN_PREFIX + secrets.token_urlsafe(32)
+
+
+@dataclass(frozen=True)
+class CreatedToken:
+    """A token row just created; ``secret`` is shown once and never stored."""
+
+    id: int
+    secret: str
+
+
+def create_token(
+    conn: Connection,
+    *,
+    created_at: datetime,
+    name: str = "",
+    user_id: int | None = None,
+    provider_id: int | None = None,
+    permissions: frozenset[str] = frozenset(),
+    expires_at: datetime | None = None,
+    revoked_at: datetime | None = None,
+    secret: str | None = None,
+) -> CreatedToken:
+    """Store a user token (``user_id``) or an M2M token (``provider_id`` + ``permissions``)."""
+    if (user_id is None) == (provider_id is None):
+        raise ValueError("A token belongs to exactly one of a user or a provider.")
+    unknown = permissions - set(PERMISSION_NAMES)
+    if unknown:
+        raise ValueError(
+            f"Unknown permission(s): {', '.join(sorted(unknown))}. "
+            f"Valid: {', '.join(PERMISSION_NAMES)}."
+        )
+    if user_id is not None and permissions:
+        raise ValueError("A user token takes its permissions from the user's staff profiles.")
+    secret = secret or new_token()
+    values: dict[str, Any] = {
+        "token_hash": hash_token(secret),
+        "prefix": secret[:10],
+        "name": name,
+        "user_id": user_id,
+        "provider_id": provider_id,
+        "created_at": created_at,
+        "expires_at": expires_at,
+        "revoked_at": revoked_at,
+    }
+    values.update({perm: perm in permissions for perm in PERMISSION_NAMES})
+    token_id = conn.execute(insert(api_tokens).values(values)).inserted_primary_key[0]
+    return CreatedToken(id=int(token_id), secret=secret)
