@@ -1,0 +1,45 @@
+"""Alembic migrations driven from code: the config is built here, no alembic.ini needed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+
+MIGRATIONS_DIR = Path(__file__).with_name("migrations")
+
+
+def alembic_config(url: str) -> Config:
+    """An Alembic config pointing at the packaged migrations and at ``url``."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    # New revisions are formatted and lint-fixed so they pass the project's ruff rules.
+    config.set_section_option("post_write_hooks", "hooks", "ruff_format, ruff_fix")
+    config.set_section_option("post_write_hooks", "ruff_fix.type", "module")
+    config.set_section_option("post_write_hooks", "ruff_fix.module", "ruff")
+    config.set_section_option(
+        "post_write_hooks", "ruff_fix.options", "check --fix --quiet REVISION_SCRIPT_FILENAME"
+    )
+    config.set_section_option("post_write_hooks", "ruff_format.type", "module")
+    config.set_section_option("post_write_hooks", "ruff_format.module", "ruff")
+    config.set_section_option(
+        "post_write_hooks", "ruff_format.options", "format --quiet REVISION_SCRIPT_FILENAME"
+    )
+    return config
+
+
+def upgrade(url: str, revision: str = "head") -> None:
+    """Migrate the database at ``url`` up to ``revision`` (the latest by default)."""
+    command.upgrade(alembic_config(url), revision)
+
+
+def downgrade(url: str, revision: str = "-1") -> None:
+    """Migrate the database at ``url`` down to ``revision`` (one step by default)."""
+    command.downgrade(alembic_config(url), revision)
+
+
+def revision(url: str, message: str) -> None:
+    """Autogenerate a new migration from the difference between ``url`` and the models."""
+    command.revision(alembic_config(url), message=message, autogenerate=True)
