@@ -73,5 +73,6 @@ def create_token(
         "revoked_at": revoked_at,
     }
     values.update({perm: perm in permissions for perm in PERMISSION_NAMES})
-    token_id = conn.execute(insert(api_tokens).values(values)).inserted_primary_key[0]
-    return CreatedToken(id=int(token_id), secret=secret)
+    key = conn.execute(insert(api_tokens).values(values)).inserted_primary_key
+    assert key is not None
+    return CreatedToken(id=int(key[0]), secret=secret)

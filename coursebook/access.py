@@ -1,0 +1,216 @@
+"""Access: who may read what, decided once per request.
+
+``resolve`` turns a principal and the provider/mode headers into an ``Access``:
+the provider the request runs for, its mode, and the SQL conditions and hidden
+fields that follow from them. The loader applies the decision; it never makes it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from sqlalchemy import ColumnElement, and_, exists, or_, select, true
+
+from coursebook import models as m
+from coursebook.auth import Principal
+from coursebook.errors import ApiError, invalid
+
+Mode = Literal["provider", "customer"]
+MODES: tuple[Mode, ...] = ("customer", "provider")
+
+#: Any of these lets staff read every course session of the provider.
+FULL_READ = frozenset({"manage_events", "attendances", "developer", "super_admin"})
+#: These alone let staff read the sessions they instruct.
+INSTRUCTOR_READ = frozenset({"instructor_manage_events", "instructor_attendances"})
+
+#: Fields a customer may not request: (resource, field).
+CUSTOMER_HIDDEN_FIELDS = frozenset(
+    {
+        ("instructor", "availability_schedules"),
+        ("offering_type", "availability_schedule_offering_types"),
+    }
+)
+
+_cs = m.course_sessions
+
+
+@dataclass(frozen=True)
+class Access:
+    """The decision for one request: provider, mode, and what that lets it see."""
+
+    provider_id: int
+    mode: Mode
+    #: Row conditions by resource name; a root row failing them does not exist (404).
+    visible: dict[str, list[ColumnElement[bool]]] = field(default_factory=dict)
+    #: Row conditions by resource name; a root row failing them is forbidden (403).
+    permitted: dict[str, list[ColumnElement[bool]]] = field(default_factory=dict)
+    hidden_fields: frozenset[tuple[str, str]] = frozenset()
+    redact_permissions: bool = False
+
+    def filters(self, resource: str) -> list[ColumnElement[bool]]:
+        """Every condition rows of ``resource`` must meet to appear in a response."""
+        return [*self.visible.get(resource, ()), *self.permitted.get(resource, ())]
+
+    def permitted_condition(self, resource: str) -> ColumnElement[bool]:
+        """The 403 condition of ``resource`` as one expression."""
+        conditions = self.permitted.get(resource)
+        return and_(*conditions) if conditions else true()
+
+
+def _header_int(value: str) -> int:
+    text = value.strip()
+    if not text.isascii() or not text.lstrip("-").isdigit() or len(text) > 19:
+        raise invalid("TeamUp-Provider-ID", "A valid integer is required.")
+    return int(text)
+
+
+def _mode_header(value: str | None) -> Mode | None:
+    if value is None:
+        return None
+    text = value.strip().lower()
+    for mode in MODES:
+        if text == mode:
+            return mode
+    raise invalid(
+        "Teamup-Request-Mode", f"'{value}' is not a valid mode. Valid: customer, provider."
+    )
+
+
+def _choose_provider(principal: Principal, header: str | None) -> int:
+    reachable = principal.provider_ids
+    if header is not None:
+        provider_id = _header_int(header)
+        if provider_id not in reachable:
+            raise ApiError(
+                403,
+                "provider_invalid",
+                "Your credentials do not give access to this provider.",
+                field_errors={"TeamUp-Provider-ID": [f"Provider {provider_id} is not available."]},
+            )
+        return provider_id
+    if len(reachable) > 1:
+        raise ApiError(
+            400,
+            "provider_required",
+            "Your credentials reach several providers: say which in TeamUp-Provider-ID.",
+            field_errors={
+                "TeamUp-Provider-ID": [
+                    "Required. One of: " + ", ".join(str(p) for p in sorted(reachable)) + "."
+                ]
+            },
+        )
+    if not reachable:
+        raise ApiError(403, "permission_denied", "Your credentials reach no provider.")
+    return next(iter(reachable))
+
+
+def _mode_not_allowed(mode: Mode) -> ApiError:
+    return ApiError(
+        403,
+        "mode_not_allowed",
+        f"You have no {'staff' if mode == 'provider' else 'customer'} profile at this provider.",
+    )
+
+
+def resolve(principal: Principal, provider_header: str | None, mode_header: str | None) -> Access:
+    """Decide provider, mode and scope for a request, per SEMANTICS.md sections 3 and 4."""
+    requested_mode = _mode_header(mode_header)
+    provider_id = _choose_provider(principal, provider_header)
+
+    if principal.m2m_provider_id is not None:
+        if requested_mode == "customer":
+            raise _mode_not_allowed("customer")
+        return _provider_access(provider_id, principal.m2m_permissions, staff_profile_id=None)
+
+    staff = next((p for p in principal.staff if p.provider_id == provider_id), None)
+    customer = next((p for p in principal.customers if p.provider_id == provider_id), None)
+    if requested_mode is None:
+        if staff is not None and customer is not None:
+            raise ApiError(
+                400,
+                "mode_required",
+                "You have staff and customer profiles: say which in Teamup-Request-Mode.",
+                field_errors={"Teamup-Request-Mode": ["Required. One of: customer, provider."]},
+            )
+        requested_mode = "provider" if staff is not None else "customer"
+    if requested_mode == "provider":
+        if staff is None:
+            raise _mode_not_allowed("provider")
+        return _provider_access(provider_id, staff.permissions, staff_profile_id=staff.id)
+    if customer is None:
+        raise _mode_not_allowed("customer")
+    return _customer_access(provider_id, customer.id)
+
+
+def _provider_access(
+    provider_id: int, permissions: frozenset[str], staff_profile_id: int | None
+) -> Access:
+    if permissions & FULL_READ:
+        return Access(provider_id, "provider")
+    if permissions & INSTRUCTOR_READ and staff_profile_id is not None:
+        instructs = exists(
+            select(m.course_session_instructors.c.course_session_id)
+            .join(
+                m.instructors,
+                m.instructors.c.id == m.course_session_instructors.c.instructor_id,
+            )
+            .where(
+                m.course_session_instructors.c.course_session_id == _cs.c.id,
+                m.instructors.c.staff_profile_id == staff_profile_id,
+            )
+        )
+        return Access(provider_id, "provider", permitted={"course_session": [instructs]})
+    raise ApiError(
+        403,
+        "permission_denied",
+        "Requires one of: manage_events, attendances, instructor_manage_events, "
+        "instructor_attendances, developer.",
+    )
+
+
+def customer_visible_sessions(customer_profile_id: int) -> ColumnElement[bool]:
+    """Sessions a customer may see: published course, live offering type they may book."""
+    ot = m.offering_types
+    holds_membership = exists(
+        select(m.customer_memberships.c.id)
+        .join(
+            m.offering_type_memberships,
+            m.offering_type_memberships.c.membership_id == m.customer_memberships.c.membership_id,
+        )
+        .where(
+            m.offering_type_memberships.c.offering_type_id == ot.c.id,
+            m.customer_memberships.c.customer_profile_id == customer_profile_id,
+            m.customer_memberships.c.active.is_(True),
+        )
+    )
+    visible_courses = (
+        select(m.courses.c.id)
+        .join(ot, ot.c.id == m.courses.c.offering_type_id)
+        .where(
+            m.courses.c.published.is_(True),
+            ot.c.is_draft.is_(False),
+            or_(
+                ot.c.customer_visibility == "public",
+                and_(ot.c.customer_visibility == "membership_holders", holds_membership),
+            ),
+        )
+    )
+    return _cs.c.course_id.in_(visible_courses)
+
+
+def _customer_access(provider_id: int, customer_profile_id: int) -> Access:
+    visible: dict[str, list[Any]] = {
+        "course_session": [customer_visible_sessions(customer_profile_id)],
+        "membership": [
+            m.memberships.c.visible_to_customers.is_(True),
+            m.memberships.c.is_draft.is_(False),
+        ],
+    }
+    return Access(
+        provider_id,
+        "customer",
+        visible=visible,
+        hidden_fields=CUSTOMER_HIDDEN_FIELDS,
+        redact_permissions=True,
+    )

@@ -1,0 +1,144 @@
+"""Authentication: the ``Authorization`` header to a ``Principal``, in one statement."""
+
+from __future__ import annotations
+
+import hmac
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Connection, false, literal, select, union_all
+
+from coursebook.errors import ApiError
+from coursebook.models import PERMISSION_NAMES, api_tokens, customer_profiles, staff_profiles
+from coursebook.tokens import hash_token
+
+SCHEMES = ("bearer", "token")
+CHALLENGE = {"WWW-Authenticate": "Bearer"}
+MAX_TOKEN_LENGTH = 256
+
+
+@dataclass(frozen=True, slots=True)
+class StaffProfile:
+    """A user's staff profile at one provider, with the permissions it holds."""
+
+    id: int
+    provider_id: int
+    permissions: frozenset[str]
+
+
+@dataclass(frozen=True, slots=True)
+class CustomerProfile:
+    """A user's customer profile at one provider."""
+
+    id: int
+    provider_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is calling: a user with profiles, or a provider's M2M token."""
+
+    token_id: int
+    user_id: int | None
+    m2m_provider_id: int | None
+    m2m_permissions: frozenset[str]
+    staff: tuple[StaffProfile, ...]
+    customers: tuple[CustomerProfile, ...]
+
+    @property
+    def provider_ids(self) -> frozenset[int]:
+        """Every provider these credentials reach."""
+        if self.m2m_provider_id is not None:
+            return frozenset({self.m2m_provider_id})
+        staff = {p.provider_id for p in self.staff}
+        return frozenset(staff | {p.provider_id for p in self.customers})
+
+
+def _failed(message: str) -> ApiError:
+    return ApiError(401, "authentication_failed", message, headers=CHALLENGE)
+
+
+def token_from_header(authorization: str | None) -> str:
+    """The token of a ``Bearer``/``Token`` header; 401 when absent or malformed."""
+    if not authorization:
+        raise ApiError(401, "not_authenticated", headers=CHALLENGE)
+    scheme, _, token = authorization.strip().partition(" ")
+    if scheme.lower() not in SCHEMES:
+        raise ApiError(401, "not_authenticated", headers=CHALLENGE)
+    token = token.strip()
+    if not token or " " in token or len(token) > MAX_TOKEN_LENGTH:
+        raise _failed("Invalid token header.")
+    return token
+
+
+_profiles = union_all(
+    select(
+        literal("staff").label("kind"),
+        staff_profiles.c.id,
+        staff_profiles.c.user_id,
+        staff_profiles.c.provider_id,
+        *[staff_profiles.c[name] for name in PERMISSION_NAMES],
+    ),
+    select(
+        literal("customer").label("kind"),
+        customer_profiles.c.id,
+        customer_profiles.c.user_id,
+        customer_profiles.c.provider_id,
+        *[false().label(name) for name in PERMISSION_NAMES],
+    ),
+).subquery("profiles")
+
+_PRINCIPAL = select(
+    api_tokens.c.id,
+    api_tokens.c.token_hash,
+    api_tokens.c.user_id,
+    api_tokens.c.provider_id,
+    api_tokens.c.expires_at,
+    api_tokens.c.revoked_at,
+    *[api_tokens.c[name] for name in PERMISSION_NAMES],
+    _profiles.c.kind.label("profile_kind"),
+    _profiles.c.id.label("profile_id"),
+    _profiles.c.provider_id.label("profile_provider_id"),
+    *[_profiles.c[name].label(f"profile_{name}") for name in PERMISSION_NAMES],
+).select_from(api_tokens.outerjoin(_profiles, _profiles.c.user_id == api_tokens.c.user_id))
+
+
+def _granted(row: Any, prefix: str) -> frozenset[str]:
+    return frozenset(name for name in PERMISSION_NAMES if row[f"{prefix}{name}"])
+
+
+def _aware(value: datetime) -> datetime:
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def authenticate(conn: Connection, authorization: str | None, now: datetime) -> Principal:
+    """The principal behind ``authorization``; 401 for anything not a live token."""
+    token = token_from_header(authorization)
+    digest = hash_token(token)
+    rows = list(conn.execute(_PRINCIPAL.where(api_tokens.c.token_hash == digest)).mappings())
+    if not rows or not hmac.compare_digest(rows[0]["token_hash"], digest):
+        raise _failed("Invalid token.")
+    first = rows[0]
+    if first["revoked_at"] is not None:
+        raise _failed("Token has been revoked.")
+    if first["expires_at"] is not None and _aware(first["expires_at"]) <= now:
+        raise _failed("Token has expired.")
+    staff = tuple(
+        StaffProfile(row["profile_id"], row["profile_provider_id"], _granted(row, "profile_"))
+        for row in rows
+        if row["profile_kind"] == "staff"
+    )
+    customers = tuple(
+        CustomerProfile(row["profile_id"], row["profile_provider_id"])
+        for row in rows
+        if row["profile_kind"] == "customer"
+    )
+    return Principal(
+        token_id=first["id"],
+        user_id=first["user_id"],
+        m2m_provider_id=first["provider_id"],
+        m2m_permissions=_granted(first, "") if first["provider_id"] is not None else frozenset(),
+        staff=staff,
+        customers=customers,
+    )

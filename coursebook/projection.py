@@ -1,0 +1,166 @@
+"""``expand`` and ``fields`` compiled into an immutable ``Projection``.
+
+A projection says, for one resource, which fields to render in which order and
+which relations to load, recursively. Compiling validates every name against the
+resource graph, so errors are found before any database work; the same query
+string always compiles to the same (cached) projection.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+from coursebook.errors import ApiError, invalid
+from coursebook.graph import RESOURCES, Field, Resource
+
+MAX_DEPTH = 4
+MAX_PARAMETER_LENGTH = 4096
+MAX_ITEMS = 256
+
+# A parsed parameter: name -> subtree. In ``fields`` a ``None`` subtree means "whole".
+Tree = dict[str, "Tree | None"]
+
+
+@dataclass(frozen=True, slots=True)
+class Projection:
+    """Which fields of ``resource`` to render, and the projections of loaded relations."""
+
+    resource: Resource
+    fields: tuple[Field, ...]
+    children: tuple[tuple[Field, Projection], ...]
+
+    def walk(self) -> list[tuple[str, Projection]]:
+        """Every projection in the tree with its dotted path (root first)."""
+        found: list[tuple[str, Projection]] = [("", self)]
+        for relation, child in self.children:
+            for path, projection in child.walk():
+                found.append((f"{relation.name}.{path}".rstrip("."), projection))
+        return found
+
+    def has_field(self, path: str) -> bool:
+        """Whether the dotted ``path`` is rendered by this projection."""
+        head, _, rest = path.partition(".")
+        if not rest:
+            return any(f.name == head for f in self.fields)
+        return any(f.name == head and child.has_field(rest) for f, child in self.children)
+
+
+def _split(parameter: str, raw: str) -> list[list[str]]:
+    if len(raw) > MAX_PARAMETER_LENGTH:
+        raise invalid(parameter, f"'{parameter}' is longer than {MAX_PARAMETER_LENGTH} characters.")
+    items = [item.strip() for item in raw.split(",")]
+    paths = [item.split(".") for item in items if item]
+    if len(paths) > MAX_ITEMS:
+        raise invalid(parameter, f"'{parameter}' names more than {MAX_ITEMS} items.")
+    for path in paths:
+        if any(not segment for segment in path):
+            raise invalid(parameter, f"'{'.'.join(path)}' has an empty name in it.")
+    return paths
+
+
+def _listing(names: list[str]) -> str:
+    return ", ".join(names) if names else "none"
+
+
+def _parse_expand(resource: Resource, raw: str) -> Tree:
+    tree: Tree = {}
+    for path in _split("expand", raw):
+        if len(path) > MAX_DEPTH:
+            raise invalid(
+                "expand", f"You cannot expand more than {MAX_DEPTH} levels of a property."
+            )
+        node, place = tree, resource
+        for depth, name in enumerate(path):
+            found = place.field(name)
+            if found is None or not (found.expandable or found.deferred):
+                raise invalid(
+                    "expand",
+                    f"'{'.'.join(path[: depth + 1])}' cannot be expanded here. "
+                    f"Expandable: {_listing(place.expandable_names)}.",
+                )
+            child = node.setdefault(name, {})
+            assert child is not None
+            node = child
+            if depth + 1 < len(path):
+                place = _nested(found, path[: depth + 1], "expand", place)
+    return tree
+
+
+def _nested(found: Field, path: list[str], parameter: str, place: Resource) -> Resource:
+    """The resource behind ``found``, which ``path`` descends into."""
+    if found.relation is None:
+        raise invalid(
+            parameter,
+            f"'{'.'.join(path)}' has no nested fields to select. "
+            f"Nested: {_listing(sorted(f.name for f in place.fields if f.relation))}.",
+        )
+    return RESOURCES[found.relation.target]
+
+
+def _parse_fields(resource: Resource, raw: str) -> Tree:
+    tree: Tree = {}
+    for path in _split("fields", raw):
+        if len(path) > MAX_DEPTH + 1:
+            raise invalid(
+                "fields", f"You cannot expand more than {MAX_DEPTH} levels of a property."
+            )
+        node: Tree | None = tree
+        place = resource
+        for depth, name in enumerate(path):
+            found = place.field(name)
+            if found is None:
+                raise invalid(
+                    "fields",
+                    f"'{'.'.join(path[: depth + 1])}' is not a field here. "
+                    f"Fields: {_listing(place.field_names)}.",
+                )
+            assert node is not None
+            last = depth + 1 == len(path)
+            if last:
+                node[name] = None  # the whole field, whatever else was asked under it
+                break
+            place = _nested(found, path[: depth + 1], "fields", place)
+            if name in node and node[name] is None:
+                break  # already selected whole
+            node = node.setdefault(name, {})
+    return tree
+
+
+def _build(resource: Resource, expand: Tree, fields: Tree | None) -> Projection:
+    if fields is None:
+        chosen = [f for f in resource.fields if not f.deferred or f.name in expand]
+    else:
+        chosen = [f for f in resource.fields if f.name in fields]
+    children: list[tuple[Field, Projection]] = []
+    for field in chosen:
+        if field.relation is None:
+            continue
+        sub_expand = expand.get(field.name)
+        sub_fields = fields.get(field.name) if fields is not None else None
+        if field.deferred or sub_expand is not None or sub_fields is not None:
+            target = RESOURCES[field.relation.target]
+            children.append((field, _build(target, sub_expand or {}, sub_fields)))
+    return Projection(resource, tuple(chosen), tuple(children))
+
+
+@lru_cache(maxsize=4096)
+def compile_projection(resource_name: str, expand: str, fields: str) -> Projection:
+    """Compile the raw ``expand`` and ``fields`` parameters for ``resource_name``."""
+    resource = RESOURCES[resource_name]
+    expand_tree = _parse_expand(resource, expand)
+    fields_tree = _parse_fields(resource, fields) if fields.strip(" ,") else None
+    return _build(resource, expand_tree, fields_tree)
+
+
+def require_absent(projection: Projection, hidden: frozenset[tuple[str, str]]) -> None:
+    """400 when ``projection`` renders a (resource, field) pair in ``hidden``."""
+    for path, node in projection.walk():
+        for field in node.fields:
+            if (node.resource.name, field.name) in hidden:
+                full = f"{path}.{field.name}" if path else field.name
+                raise ApiError(
+                    400,
+                    "parameter_invalid",
+                    field_errors={"expand": [f"'{full}' is not available in customer mode."]},
+                )

@@ -1,0 +1,51 @@
+"""Use cases behind the routes: retrieve a course session under an access decision."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Connection
+
+from coursebook.access import Access
+from coursebook.errors import ApiError, not_found
+from coursebook.graph import COURSE_SESSION, RenderContext
+from coursebook.loader import Loader
+from coursebook.models import course_sessions
+from coursebook.projection import Projection
+from coursebook.render import render
+
+#: The largest id the database can hold; anything above cannot exist.
+MAX_ID = 2**63 - 1
+PERMITTED = "_permitted"
+
+
+def retrieve_course_session(
+    conn: Connection,
+    access: Access,
+    session_id: int,
+    projection: Projection,
+    *,
+    budget: int,
+    ctx: RenderContext,
+) -> dict[str, Any]:
+    """The rendered course session ``session_id``; 404 when not visible, 403 when forbidden."""
+    if not 0 < session_id <= MAX_ID:
+        raise not_found()
+    statement = COURSE_SESSION.statement.add_columns(
+        access.permitted_condition(COURSE_SESSION.name).label(PERMITTED)
+    ).where(
+        course_sessions.c.id == session_id,
+        course_sessions.c.provider_id == access.provider_id,
+        *access.visible.get(COURSE_SESSION.name, ()),
+    )
+    row = conn.execute(statement).mappings().first()
+    if row is None:
+        raise not_found()
+    if not row[PERMITTED]:
+        raise ApiError(
+            403, "permission_denied", "You may only read the course sessions you instruct."
+        )
+    loader = Loader(conn, access, budget, ctx.base_url)
+    loader.spend(1, COURSE_SESSION.name)
+    level = loader.load(projection, [row], {row["id"]: 1})
+    return render(projection, row, level, ctx)
