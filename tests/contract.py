@@ -1,0 +1,80 @@
+"""Validation of responses against the contract kept in docs/contract/."""
+
+from __future__ import annotations
+
+import copy
+import re
+from datetime import date, time
+from functools import cache
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import jsonschema
+import yaml
+from referencing import Registry, Resource
+from referencing.jsonschema import DRAFT202012
+
+CONTRACT = Path(__file__).parent.parent / "docs" / "contract" / "course_session.openapi.yaml"
+DATETIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?Z$")
+
+formats = jsonschema.FormatChecker(formats=())
+
+
+@formats.checks("date-time")
+def _is_datetime(value: object) -> bool:
+    """RFC 3339 in UTC with ``Z``, as SEMANTICS.md section 7 requires."""
+    return not isinstance(value, str) or bool(DATETIME.match(value))
+
+
+@formats.checks("date", raises=ValueError)
+def _is_date(value: object) -> bool:
+    return not isinstance(value, str) or bool(date.fromisoformat(value)) and len(value) == 10
+
+
+@formats.checks("time", raises=ValueError)
+def _is_time(value: object) -> bool:
+    return not isinstance(value, str) or (len(value) == 8 and time.fromisoformat(value) is not None)
+
+
+@formats.checks("uri")
+def _is_uri(value: object) -> bool:
+    if not isinstance(value, str):
+        return True
+    parts = urlsplit(value)
+    return bool(parts.scheme and parts.netloc)
+
+
+@cache
+def contract() -> dict[str, Any]:
+    document: dict[str, Any] = yaml.safe_load(CONTRACT.read_text())
+    return document
+
+
+def _tighten(node: Any, relax_required: bool) -> Any:
+    """Forbid unknown properties everywhere; with ``fields``, drop ``required`` lists."""
+    if isinstance(node, dict):
+        out = {key: _tighten(value, relax_required) for key, value in node.items()}
+        if "properties" in out and out.get("type") == "object":
+            out.setdefault("additionalProperties", False)
+        if relax_required:
+            out.pop("required", None)
+        return out
+    if isinstance(node, list):
+        return [_tighten(item, relax_required) for item in node]
+    return node
+
+
+@cache
+def validator(schema_name: str, sparse: bool) -> jsonschema.Draft202012Validator:
+    """A validator for ``#/components/schemas/<schema_name>`` of the contract."""
+    document = _tighten(copy.deepcopy(contract()), relax_required=sparse)
+    resource = Resource.from_contents(document, default_specification=DRAFT202012)
+    registry: Registry[Any] = Registry().with_resource("urn:contract", resource)
+    schema = {"$ref": f"urn:contract#/components/schemas/{schema_name}"}
+    return jsonschema.Draft202012Validator(schema, registry=registry, format_checker=formats)
+
+
+def validate(schema_name: str, body: Any, *, sparse: bool = False) -> None:
+    """Raise ``jsonschema.ValidationError`` when ``body`` breaks the contract."""
+    validator(schema_name, sparse).validate(body)
