@@ -822,11 +822,16 @@ class Generator:
                     or self.rng.random() < 0.03
                 )
                 days = sorted(self.rng.sample(range(7), self.rng.randint(1, 3)))
-                start = self.rng.randrange(6 * 60, 21 * 60 - offering.duration + 1, 15)
-                label = (
-                    f"{', '.join(WEEKDAYS[d][:3].title() for d in days)} {start // 60:02d}:"
-                    f"{start % 60:02d}"
+                count = scale.sessions_per_course + self.rng.randint(
+                    -scale.sessions_per_course // 3, scale.sessions_per_course // 3
                 )
+                if is_main and not plans:
+                    count, days = LONG_COURSE_SESSIONS, list(range(7))
+                start = self.rng.randrange(6 * 60, 21 * 60 - offering.duration + 1, 15)
+                weekdays = (
+                    "Daily" if len(days) == 7 else ", ".join(WEEKDAYS[d][:3].title() for d in days)
+                )
+                label = f"{weekdays} {start // 60:02d}:{start % 60:02d}"
                 courses.append(
                     {
                         "id": course_id,
@@ -836,11 +841,6 @@ class Generator:
                         "published": published,
                     }
                 )
-                count = scale.sessions_per_course + self.rng.randint(
-                    -scale.sessions_per_course // 3, scale.sessions_per_course // 3
-                )
-                if is_main and not plans:
-                    count, days = LONG_COURSE_SESSIONS, list(range(7))
                 plans.append((course_id, offering, published, days, start, count))
         self.insert(models.courses, courses)
         task = self.progress.add_task(
