@@ -83,7 +83,7 @@ def _parse_expand(resource: Resource, raw: str) -> Tree:
             assert child is not None
             node = child
             if depth + 1 < len(path):
-                place = _nested(found, path[: depth + 1], "expand", place)
+                place = _nested(found, path, "expand", place)
     return tree
 
 
@@ -92,7 +92,7 @@ def _nested(found: Field, path: list[str], parameter: str, place: Resource) -> R
     if found.relation is None:
         raise invalid(
             parameter,
-            f"'{'.'.join(path)}' has no nested fields to select. "
+            f"'{'.'.join(path)}' has no nested fields: '{found.name}' is not expandable. "
             f"Nested: {_listing(sorted(f.name for f in place.fields if f.relation))}.",
         )
     return RESOURCES[found.relation.target]
@@ -120,7 +120,7 @@ def _parse_fields(resource: Resource, raw: str) -> Tree:
             if last:
                 node[name] = None  # the whole field, whatever else was asked under it
                 break
-            place = _nested(found, path[: depth + 1], "fields", place)
+            place = _nested(found, path, "fields", place)
             if name in node and node[name] is None:
                 break  # already selected whole
             node = node.setdefault(name, {})

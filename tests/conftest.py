@@ -133,6 +133,8 @@ def server(demo: Demo) -> Iterator[LiveServer]:
 def check_contract(response: httpx.Response) -> None:
     """Validate every JSON response against the contract (relaxed for ``fields``)."""
     response.read()
+    if response.request.method == "HEAD":
+        return
     if not response.headers.get("content-type", "").startswith("application/json"):
         return
     body = response.json()
@@ -152,6 +154,12 @@ class Api:
         self.client = httpx.Client(
             base_url=live.base_url, event_hooks={"response": [check_contract]}, timeout=30
         )
+
+    def __enter__(self) -> Api:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.client.close()
 
     def get(
         self,
@@ -177,6 +185,5 @@ class Api:
 
 @pytest.fixture(scope="session")
 def api(server: LiveServer) -> Iterator[Api]:
-    client = Api(server)
-    yield client
-    client.client.close()
+    with Api(server) as client:
+        yield client

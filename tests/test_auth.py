@@ -1,0 +1,70 @@
+"""Token authentication (SEMANTICS.md section 2)."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+from sqlalchemy import select
+
+from coursebook import models as m
+from tests.conftest import Api, Demo
+
+
+def path(demo: Demo) -> str:
+    return f"/api/v2/course_sessions/{demo.manifest['course_sessions']['main'][0]}"
+
+
+@pytest.mark.parametrize("scheme", ["Bearer", "Token", "bearer", "TOKEN"])
+def test_bearer_and_token_schemes(api: Api, demo: Demo, scheme: str) -> None:
+    response = api.get(path(demo), demo.manifest["tokens"]["admin"], scheme=scheme)
+    assert response.status_code == 200
+
+
+def test_no_credentials(api: Api, demo: Demo) -> None:
+    response = api.get(path(demo))
+    assert response.status_code == 401
+    assert response.json()["code"] == "not_authenticated"
+    assert response.headers["www-authenticate"] == "Bearer"
+
+
+@pytest.mark.parametrize("header", ["Basic dXNlcjpwYXNz", "", "Bearer", "Bearer a b", "Token"])
+def test_malformed_headers(api: Api, demo: Demo, header: str) -> None:
+    response = api.get(path(demo), headers={"Authorization": header})
+    assert response.status_code == 401
+    assert response.json()["code"] in {"not_authenticated", "authentication_failed"}
+    assert response.headers["www-authenticate"] == "Bearer"
+
+
+@pytest.mark.parametrize("role", ["expired", "revoked"])
+def test_dead_tokens_fail(api: Api, demo: Demo, role: str) -> None:
+    response = api.get(path(demo), demo.manifest["tokens"][role])
+    assert response.status_code == 401
+    assert response.json()["code"] == "authentication_failed"
+    assert response.headers["www-authenticate"] == "Bearer"
+
+
+@pytest.mark.parametrize("token", ["cb_" + "x" * 43, "nonsense", "é" * 10, "x" * 300])
+def test_unknown_tokens_fail(api: Api, demo: Demo, token: str) -> None:
+    response = api.get(path(demo), headers={"Authorization": f"Bearer {token}".encode()})  # type: ignore[dict-item]
+    assert response.status_code == 401
+    assert response.json()["code"] == "authentication_failed"
+
+
+def test_tokens_are_stored_only_as_hashes(demo: Demo) -> None:
+    with demo.engine.connect() as conn:
+        rows = [dict(r) for r in conn.execute(select(m.api_tokens)).mappings()]
+    stored = " ".join(str(value) for row in rows for value in row.values())
+    for secret in demo.manifest["tokens"].values():
+        assert secret not in stored
+        assert len(secret) >= 43
+
+
+def test_tokens_never_reach_the_logs(
+    api: Api, demo: Demo, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    for role, token in demo.manifest["tokens"].items():
+        api.get(path(demo), token)
+        api.get(path(demo) + "?expand=bogus", token)
+        assert token not in caplog.text, role

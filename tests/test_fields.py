@@ -1,0 +1,92 @@
+"""``fields``: sparse selection, implied expansion, deferred fields by name, errors."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.conftest import Api, Demo
+from tests.test_expand import error, get, rich_session
+
+
+def test_exactly_the_named_fields_in_contract_order(api: Api, demo: Demo) -> None:
+    session_id = rich_session(demo, big_course=False)
+    body = get(api, demo, session_id, fields="status,id,name")
+    assert list(body) == ["id", "name", "status"]
+
+
+def test_nested_name_implies_expansion(api: Api, demo: Demo) -> None:
+    session_id = rich_session(demo, big_course=False)
+    plain = get(api, demo, session_id)
+    body = get(api, demo, session_id, fields="id,venue.name")
+    assert body == {"id": session_id, "venue": {"name": body["venue"]["name"]}}
+    full_venue = get(api, demo, session_id, expand="venue")["venue"]
+    assert full_venue["id"] == plain["venue"]
+    assert body["venue"]["name"] == full_venue["name"]
+
+
+def test_a_relation_named_alone_stays_whole(api: Api, demo: Demo) -> None:
+    session_id = rich_session(demo, big_course=False)
+    plain = get(api, demo, session_id)
+    assert get(api, demo, session_id, fields="venue") == {"venue": plain["venue"]}
+    expanded = get(api, demo, session_id, fields="venue", expand="venue.venue_rooms")
+    assert list(expanded) == ["venue"]
+    assert expanded["venue"]["id"] == plain["venue"]
+    assert isinstance(expanded["venue"]["venue_rooms"], list)
+    both = get(api, demo, session_id, fields="venue.name,venue", expand="venue")
+    assert both["venue"] == get(api, demo, session_id, expand="venue")["venue"]
+
+
+def test_fields_apply_to_every_element_of_an_array(api: Api, demo: Demo) -> None:
+    session_id = rich_session(demo, big_course=False)
+    body = get(api, demo, session_id, fields="instructors.name")
+    assert body["instructors"]
+    assert all(list(i) == ["name"] for i in body["instructors"])
+
+
+def test_deferred_fields_by_name(api: Api, demo: Demo) -> None:
+    session_id = rich_session(demo, big_course=False)
+    body = get(
+        api,
+        demo,
+        session_id,
+        fields="instructors.icalendar_links,instructors.availability_schedules.name,"
+        "course.offering_type.memberships.price",
+    )
+    for instructor in body["instructors"]:
+        assert list(instructor) == ["availability_schedules", "icalendar_links"]
+        assert all(set(s) <= {"name"} for s in instructor["availability_schedules"])
+    memberships = body["course"]["offering_type"]["memberships"]
+    assert memberships
+    for membership in memberships:
+        assert list(membership) == ["price"]
+        price: dict[str, Any] = membership["price"]
+        assert price["string"] and price["iso_currency_code"]
+
+
+def test_unknown_field_lists_the_valid_ones(api: Api, demo: Demo) -> None:
+    body = error(api, demo, fields="id,nme")
+    message = body["field_errors"]["fields"][0]
+    assert message.startswith("'nme' is not a field here. Fields: ")
+    assert "attending_count" in message and "starts_at" in message
+    nested = error(api, demo, fields="venue.nme")["field_errors"]["fields"][0]
+    assert nested.startswith("'venue.nme' is not a field here.")
+    assert "venue_rooms" in nested
+    no_children = error(api, demo, fields="name.first")["field_errors"]["fields"][0]
+    assert no_children.startswith("'name.first' has no nested fields")
+
+
+def test_fields_beyond_four_expansions_are_refused(api: Api, demo: Demo) -> None:
+    session_id = rich_session(demo, big_course=False)
+    deep = "course.offering_type.instructors.availability_schedules.name"
+    body = get(api, demo, session_id, fields=deep)
+    schedules = body["course"]["offering_type"]["instructors"][0]["availability_schedules"]
+    assert all(set(s) <= {"name"} for s in schedules)
+    too_deep = error(api, demo, fields="course.course_sessions.venue.venue_rooms.venue.id")
+    assert too_deep["field_errors"] == {
+        "fields": ["You cannot expand more than 4 levels of a property."]
+    }
+
+
+def test_oversized_parameters_are_refused(api: Api, demo: Demo) -> None:
+    assert error(api, demo, fields="id," * 3000)["field_errors"]["fields"]
+    assert error(api, demo, expand=",".join(["venue"] * 300))["field_errors"]["expand"]
