@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 
 from coursebook import models as m
 from coursebook.settings import Settings
-from tests.conftest import Api, Demo, LiveServer, live_server
+from tests.conftest import Api, Demo, live_server
 
 FULL_EXPANSION = ",".join(
     [
@@ -45,9 +45,7 @@ def rich_session(demo: Demo, *, big_course: bool) -> int:
         ),
         select(m.venue_rooms.c.id).where(m.venue_rooms.c.venue_id == cs.c.venue_id),
     ]
-    sizes = (
-        select(cs.c.course_id, func.count().label("n")).group_by(cs.c.course_id).subquery()
-    )
+    sizes = select(cs.c.course_id, func.count().label("n")).group_by(cs.c.course_id).subquery()
     statement = (
         select(cs.c.id, sizes.c.n)
         .join(m.courses, m.courses.c.id == cs.c.course_id)
@@ -111,7 +109,9 @@ def test_full_expansion_holds_every_relation(api: Api, demo: Demo) -> None:
     assert {i["id"] for i in body["instructors"]} == instructor_ids
     for instructor in body["instructors"]:
         assert instructor["object"] == "instructor"
-        assert all(s["instructor"] == instructor["id"] for s in instructor["availability_schedules"])
+        assert all(
+            s["instructor"] == instructor["id"] for s in instructor["availability_schedules"]
+        )
         links = instructor["icalendar_links"]
         assert links["link"].startswith(api.live.base_url + "/ical/instructors/")
         assert links["webcal_url"].startswith("webcal://")
@@ -169,7 +169,11 @@ def test_prefixes_are_expanded_and_defaults_kept(api: Api, demo: Demo) -> None:
     assert isinstance(body["instructors"], str)
     assert body["course"]["course_sessions"].endswith(f"course={body['course']['id']}")
     offering_type = body["course"]["offering_type"]
-    for deferred in ("memberships", "registration_timelines", "availability_schedule_offering_types"):
+    for deferred in (
+        "memberships",
+        "registration_timelines",
+        "availability_schedule_offering_types",
+    ):
         assert deferred not in offering_type
     assert isinstance(offering_type["instructors"], str)
 
@@ -208,7 +212,9 @@ def test_empty_items_and_repeats_are_harmless(api: Api, demo: Demo) -> None:
 
 def test_four_levels_is_the_limit(api: Api, demo: Demo) -> None:
     session_id = rich_session(demo, big_course=False)
-    body = get(api, demo, session_id, expand="course.offering_type.instructors.availability_schedules")
+    body = get(
+        api, demo, session_id, expand="course.offering_type.instructors.availability_schedules"
+    )
     assert "availability_schedules" in body["course"]["offering_type"]["instructors"][0]
     too_deep = error(api, demo, expand="course.course_sessions.venue.venue_rooms.venue")
     assert too_deep["field_errors"] == {
