@@ -14,19 +14,23 @@ import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
-import orjson
+import swagger_ui
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
+from starlette.staticfiles import StaticFiles
 
 from coursebook.access import resolve
 from coursebook.auth import authenticate
 from coursebook.db import create_db_engine
-from coursebook.errors import ApiError, invalid
+from coursebook.errors import ApiError
+from coursebook.formats import JSON, Format, negotiate
 from coursebook.graph import RenderContext
+from coursebook.openapi import document_bytes
 from coursebook.projection import compile_projection, require_absent
 from coursebook.service import retrieve_course_session
 from coursebook.settings import Settings
@@ -38,13 +42,15 @@ Send = Callable[[Message], Awaitable[None]]
 
 logger = logging.getLogger("coursebook")
 
+#: Swagger UI's assets ship in the swagger-ui-py package: /docs works offline.
+SWAGGER_UI_ASSETS = Path(swagger_ui.__file__).with_name("static")
+DOCS_ASSETS_PREFIX = "/docs/assets/"
+
 COURSE_SESSION_PATH = re.compile(r"^/api/v2/+course_sessions/([^/]*)/?$")
-HEALTH_PATH = re.compile(r"^/healthz/?$")
-READY_PATH = re.compile(r"^/readyz/?$")
 ALLOWED_METHODS = ("GET", "HEAD")
 VALID_HOST = re.compile(r"^[A-Za-z0-9.\-]+(:[0-9]{1,5})?$|^\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?$")
-FORMATS = ("json",)
-JSON_TYPE = b"application/json"
+HTML = b"text/html; charset=utf-8"
+DOCS_PAGE = (Path(__file__).with_name("docs.html")).read_bytes()
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +66,21 @@ class Request:
     def param(self, name: str) -> str:
         """A list parameter: repeated occurrences joined with commas."""
         return ",".join(self.query.get(name, ()))
+
+    def last(self, name: str) -> str | None:
+        """A single-valued parameter: its last occurrence."""
+        values = self.query.get(name)
+        return values[-1] if values else None
+
+
+@dataclass(frozen=True, slots=True)
+class Response:
+    """What a route answers: a body already encoded, its type, extra headers."""
+
+    body: bytes
+    content_type: bytes
+    status: int = 200
+    headers: tuple[tuple[bytes, bytes], ...] = ()
 
 
 def _parse_request(scope: Scope, public_url: str | None) -> Request:
@@ -81,12 +102,25 @@ def _parse_request(scope: Scope, public_url: str | None) -> Request:
     return Request(scope["method"], scope["path"], query, headers, base_url)
 
 
+def _error_response(error: ApiError, fmt: Format) -> Response:
+    headers = tuple((k.encode("latin-1"), v.encode("latin-1")) for k, v in error.headers.items())
+    return Response(fmt.encode(error.body()), fmt.content_type, error.status, headers)
+
+
 class CoursebookApp:
     """The ASGI callable, holding the settings and the database engine."""
 
     def __init__(self, settings: Settings, engine: Engine) -> None:
         self.settings = settings
         self.engine = engine
+        self.static = StaticFiles(directory=SWAGGER_UI_ASSETS)
+        self.routes: list[tuple[re.Pattern[str], Callable[..., Response]]] = [
+            (COURSE_SESSION_PATH, self.course_session),
+            (re.compile(r"^/healthz/?$"), self.healthz),
+            (re.compile(r"^/readyz/?$"), self.readyz),
+            (re.compile(r"^/openapi\.json$"), self.openapi),
+            (re.compile(r"^/docs/?$"), self.docs),
+        ]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -94,66 +128,74 @@ class CoursebookApp:
             return
         if scope["type"] != "http":
             return
-        request: Request | None = None
+        if scope["path"].startswith(DOCS_ASSETS_PREFIX) and scope["method"] in ALLOWED_METHODS:
+            scope = {**scope, "path": scope["path"][len(DOCS_ASSETS_PREFIX) - 1 :]}
+            await self.static(scope, receive, send)
+            return
+        head = scope["method"] == "HEAD"
+        fmt = JSON
         try:
             request = _parse_request(scope, self.settings.public_url)
-            status, body, headers = self.handle(request)
+            fmt = negotiate(request.last("format"), request.headers.get("accept"))
+            response = self.handle(request, fmt)
         except ApiError as error:
-            status, body, headers = error.status, orjson.dumps(error.body()), error.headers
+            response = _error_response(error, fmt)
         except Exception:
             request_id = uuid.uuid4().hex
             logger.exception("Unhandled error, request id %s", request_id)
-            status, body = 500, orjson.dumps(ApiError(500, "server_error").body())
-            headers = {"X-Request-ID": request_id}
-        raw_headers = [
-            (b"content-type", JSON_TYPE),
-            (b"content-length", str(len(body)).encode()),
-            *[(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()],
-        ]
-        await send({"type": "http.response.start", "status": status, "headers": raw_headers})
-        head = request is not None and request.method == "HEAD"
-        await send({"type": "http.response.body", "body": b"" if head else body})
-
-    def handle(self, request: Request) -> tuple[int, bytes, dict[str, str]]:
-        """Route ``request``; raises ``ApiError`` for every error answer."""
-        match = COURSE_SESSION_PATH.match(request.path)
-        route: Callable[..., bytes] | None = None
-        if match:
-            route = self.course_session
-        elif HEALTH_PATH.match(request.path):
-            route = self.healthz
-        elif READY_PATH.match(request.path):
-            route = self.readyz
-        if route is None:
-            raise ApiError(404, "not_found")
-        if request.method not in ALLOWED_METHODS:
-            raise ApiError(
-                405,
-                "method_not_allowed",
-                f'Method "{request.method}" not allowed.',
-                headers={"Allow": ", ".join(ALLOWED_METHODS)},
+            response = _error_response(
+                ApiError(500, "server_error", headers={"X-Request-ID": request_id}), fmt
             )
-        args = match.groups() if match else ()
-        return 200, route(request, *args), {}
+        await send(
+            {
+                "type": "http.response.start",
+                "status": response.status,
+                "headers": [
+                    (b"content-type", response.content_type),
+                    (b"content-length", str(len(response.body)).encode()),
+                    *response.headers,
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": b"" if head else response.body})
 
-    def healthz(self, _request: Request) -> bytes:
-        return orjson.dumps({"status": "ok"})
+    def handle(self, request: Request, fmt: Format) -> Response:
+        """Route ``request``; raises ``ApiError`` for every error answer."""
+        for pattern, route in self.routes:
+            match = pattern.match(request.path)
+            if match is None:
+                continue
+            if request.method not in ALLOWED_METHODS:
+                raise ApiError(
+                    405,
+                    "method_not_allowed",
+                    f'Method "{request.method}" not allowed.',
+                    headers={"Allow": ", ".join(ALLOWED_METHODS)},
+                )
+            return route(request, fmt, *match.groups())
+        raise ApiError(404, "not_found")
 
-    def readyz(self, _request: Request) -> bytes:
+    def healthz(self, _request: Request, fmt: Format) -> Response:
+        return Response(fmt.encode({"status": "ok"}), fmt.content_type)
+
+    def readyz(self, _request: Request, fmt: Format) -> Response:
         try:
             with self.engine.connect() as conn:
                 conn.execute(text("SELECT 1"))
         except (OperationalError, DBAPIError, PoolTimeout) as error:
             logger.warning("Readiness check failed: %s", type(error).__name__)
             raise ApiError(503, "service_unavailable", "The database does not answer.") from None
-        return orjson.dumps({"status": "ok"})
+        return Response(fmt.encode({"status": "ok"}), fmt.content_type)
 
-    def course_session(self, request: Request, raw_id: str) -> bytes:
+    def openapi(self, _request: Request, _fmt: Format) -> Response:
+        return Response(document_bytes(), JSON.content_type)
+
+    def docs(self, _request: Request, _fmt: Format) -> Response:
+        return Response(DOCS_PAGE, HTML)
+
+    def course_session(self, request: Request, fmt: Format, raw_id: str) -> Response:
         if not raw_id.isascii() or not raw_id.isdigit() or len(raw_id) > 19:
             raise ApiError(404, "not_found")
-        output = request.param("format") or "json"
-        if output not in FORMATS:
-            raise invalid("format", f"'{output}' is not a valid format. Valid: json.")
         projection = compile_projection(
             "course_session", request.param("expand"), request.param("fields")
         )
@@ -180,7 +222,7 @@ class CoursebookApp:
         except (OperationalError, PoolTimeout) as error:
             logger.warning("Database unavailable: %s", type(error).__name__)
             raise ApiError(503, "service_unavailable") from None
-        return orjson.dumps(body)
+        return Response(fmt.encode(body), fmt.content_type)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:

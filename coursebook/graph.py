@@ -936,3 +936,101 @@ RESOURCES: dict[str, Resource] = {
         REGISTRATION_TIMELINE,
     )
 }
+
+
+def _settings_schema(*extra: tuple[str, dict[str, Any]], required: list[str]) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "required": required,
+        "properties": {
+            "duration": _duration_schema(),
+            "buffer_before": _buffer_schema(),
+            "buffer_after": _buffer_schema(),
+            "start_time_increments": _INCREMENTS,
+            **dict(extra),
+        },
+    }
+
+
+#: Schemas of the value objects fields embed (not resources: nothing loads them alone).
+VALUE_SCHEMAS: dict[str, dict[str, Any]] = {
+    "RelatedCollection": {
+        "type": "string",
+        "description": "A URL to a collection of related resources.",
+        "examples": ["https://goteamup.com/api/v2/related_collection"],
+    },
+    "Minutes": {**MINUTES},
+    "Int32": {"type": "integer", **INT32_RANGE},
+    "PhysicalAddress": {
+        "type": "object",
+        "required": list(_PHYSICAL_ADDRESS_KEYS),
+        "properties": {
+            "street": STR,
+            "street_secondary": nullable(STR),
+            "city": STR,
+            "region": STR,
+            "postal_code": STR,
+            "country": STR,
+            "lat": DOUBLE,
+            "lng": DOUBLE,
+        },
+    },
+    "Thumbnail": {
+        "type": "object",
+        "required": ["id", "object", "url", "created_at"],
+        "properties": {
+            "id": INT,
+            "object": enum("image"),
+            "url": {"type": "string", "format": "uri"},
+            "profile": {"type": ["integer", "null"]},
+            "original_width": _int_range({"type": ["integer", "null"]}),
+            "original_height": _int_range({"type": ["integer", "null"]}),
+            "user": {"type": ["integer", "null"]},
+            "created_at": {"type": "string", "format": "date-time"},
+        },
+    },
+    "Image": {
+        "type": "object",
+        "properties": {
+            "id": {"type": "integer", "examples": [13314]},
+            "url": {"type": "string", "format": "uri"},
+            "original_width": {"type": "number", "examples": [64]},
+            "original_height": {"type": "integer", "examples": [64]},
+        },
+    },
+    "StaffPermissions": {
+        "type": "object",
+        "properties": {name: BOOL for name in m.PERMISSION_NAMES},
+    },
+    "TimeRange": {
+        "type": "object",
+        "required": ["start", "end"],
+        "properties": {
+            "start": {"type": "string", "format": "time"},
+            "end": {"type": "string", "format": "time"},
+        },
+    },
+    "AppointmentSettings": _settings_schema(
+        ("default_venue", INT),
+        ("default_venue_rooms", {"type": "array", "items": INT}),
+        required=["duration", "default_venue", "default_venue_rooms"],
+    ),
+    "RoomRentalSettings": _settings_schema(
+        ("room_uniformity", BOOL), required=["duration", "room_uniformity"]
+    ),
+    "Price": {
+        "type": "object",
+        "properties": {
+            "decimal": {"type": "number"},
+            "string": {
+                "type": "string",
+                "minLength": 1,
+                "description": "The price as a string.",
+                "examples": ["£45"],
+            },
+            "iso_currency_code": {"type": "string", "minLength": 1, "examples": ["gbp"]},
+            "currency_symbol": {"type": "string", "minLength": 1, "examples": ["£"]},
+            "currency_symbol_position": enum("before", "after"),
+        },
+    },
+}

@@ -1,0 +1,128 @@
+"""Output formats: JSON and the XML of Django REST framework, and content negotiation.
+
+``?format=json|xml`` decides; without it the ``Accept`` header does (SEMANTICS.md
+section 7). The XML writer produces exactly what DRF's ``XMLRenderer`` writes:
+``<root>``, one element per key, ``<list-item>`` for list elements, empty elements
+for null and empty lists, ``True``/``False`` for booleans.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from coursebook.errors import ApiError, invalid
+
+
+@dataclass(frozen=True, slots=True)
+class Format:
+    """An output format: its name, media type and encoder."""
+
+    name: str
+    media_type: str
+    content_type: bytes
+    encode: Callable[[Any], bytes]
+
+
+def encode_json(data: Any) -> bytes:
+    return orjson.dumps(data)
+
+
+# XML 1.0 cannot carry most control characters; they become U+FFFD.
+_INVALID_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+_ESCAPES = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;"})
+
+
+def _text(value: Any) -> str:
+    if value is True:
+        return "True"
+    if value is False:
+        return "False"
+    text = value if isinstance(value, str) else str(value)
+    return _INVALID_XML.sub("\ufffd", text).translate(_ESCAPES)
+
+
+def _write(parts: list[str], data: Any) -> None:
+    if isinstance(data, dict):
+        for key, value in data.items():
+            parts.append(f"<{key}>")
+            _write(parts, value)
+            parts.append(f"</{key}>")
+    elif isinstance(data, list | tuple):
+        for item in data:
+            parts.append("<list-item>")
+            _write(parts, item)
+            parts.append("</list-item>")
+    elif data is not None:
+        parts.append(_text(data))
+
+
+def encode_xml(data: Any) -> bytes:
+    """``data`` as DRF's XMLRenderer writes it."""
+    parts = ['<?xml version="1.0" encoding="utf-8"?>\n<root>']
+    _write(parts, data)
+    parts.append("</root>")
+    return "".join(parts).encode("utf-8")
+
+
+JSON = Format("json", "application/json", b"application/json", encode_json)
+XML = Format("xml", "application/xml", b"application/xml; charset=utf-8", encode_xml)
+FORMATS = {JSON.name: JSON, XML.name: XML}
+
+#: Media ranges of an ``Accept`` header that each format satisfies.
+_ACCEPTED_BY = {
+    JSON: ("application/json", "application/*", "*/*"),
+    XML: ("application/xml", "text/xml", "application/*", "text/*", "*/*"),
+}
+
+
+def _media_ranges(accept: str) -> list[tuple[str, float, int]]:
+    """(media range, quality, specificity) for each entry of an ``Accept`` header."""
+    ranges = []
+    for entry in accept.split(","):
+        media, *params = (part.strip() for part in entry.split(";"))
+        if not media:
+            continue
+        quality = 1.0
+        for param in params:
+            name, _, value = param.partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    quality = min(max(float(value), 0.0), 1.0)
+                except ValueError:
+                    quality = 0.0
+        media = media.lower()
+        specificity = 0 if media == "*/*" else 1 if media.endswith("/*") else 2
+        ranges.append((media, quality, specificity))
+    return ranges
+
+
+def _quality(fmt: Format, ranges: list[tuple[str, float, int]]) -> float:
+    """The quality the most specific matching media range gives ``fmt``."""
+    matching = [(spec, q) for media, q, spec in ranges if media in _ACCEPTED_BY[fmt]]
+    return max(matching)[1] if matching else 0.0
+
+
+def negotiate(format_param: str | None, accept: str | None) -> Format:
+    """The output format of a request; 400 for an unknown ``format``, 406 when none fits."""
+    if format_param:
+        fmt = FORMATS.get(format_param)
+        if fmt is None:
+            raise invalid("format", f"'{format_param}' is not a valid format. Valid: json, xml.")
+        return fmt
+    if not accept or not accept.strip():
+        return JSON
+    ranges = _media_ranges(accept)
+    best = max((JSON, XML), key=lambda fmt: _quality(fmt, ranges))
+    if _quality(best, ranges) <= 0.0:
+        raise ApiError(
+            406,
+            "not_acceptable",
+            "Could not satisfy the request Accept header. Available: application/json, "
+            "application/xml.",
+        )
+    return best

@@ -1,0 +1,243 @@
+"""The OpenAPI 3.1 document, generated from the resource graph.
+
+Schemas come from each resource's field declarations (with ``x-expandable`` and
+``x-deferred`` marks) and from the value-object schemas next to them; parameters,
+headers, security and error responses come from the same modules the server runs.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+import orjson
+
+from coursebook import __version__
+from coursebook.errors import MESSAGES
+from coursebook.graph import RELATED_COLLECTION, RESOURCES, VALUE_SCHEMAS, Field, Resource, ref
+from coursebook.projection import MAX_DEPTH
+
+ERROR_STATUSES = ("400", "401", "403", "404", "405", "406", "429", "500", "503")
+
+
+def field_schema(field: Field) -> dict[str, Any]:
+    """A field's schema as the contract writes it: plain, expandable or deferred."""
+    relation = field.relation
+    if field.deferred:
+        return {"x-deferred": True, **field.schema}
+    if relation is None:
+        return {"x-expandable": True, **field.schema} if field.expandable else field.schema
+    target = ref(RESOURCES[relation.target].title)
+    if relation.many:
+        return {
+            "x-expandable": True,
+            "oneOf": [RELATED_COLLECTION, {"type": "array", "items": target}],
+        }
+    return {"x-expandable": True, "oneOf": [field.schema, target]}
+
+
+def resource_schema(resource: Resource) -> dict[str, Any]:
+    """The object schema of ``resource``: required list and every property."""
+    return {
+        "type": "object",
+        "required": [f.name for f in resource.fields if f.required],
+        "properties": {f.name: field_schema(f) for f in resource.fields},
+    }
+
+
+def _paths(
+    resource: Resource, prefix: str, depth: int, seen: frozenset[Any], leaves: bool
+) -> list[str]:
+    """Dotted paths below ``resource``: expandable ones, or (``leaves``) every field.
+
+    A path that loads the same relation twice (``course.course_sessions.course.
+    course_sessions``) is valid but not advertised: it repeats data already in the
+    response and is what blows the expansion budget.
+    """
+    found: list[str] = []
+    for field in resource.fields:
+        path = prefix + field.name
+        if leaves or field.expandable or field.deferred:
+            found.append(path)
+        relation = field.relation
+        key = (resource.name, field.name)
+        if relation is not None and depth < MAX_DEPTH and key not in seen:
+            target = RESOURCES[relation.target]
+            found += _paths(target, path + ".", depth + 1, seen | {key}, leaves)
+    return found
+
+
+def _list_parameter(name: str, description: str, values: list[str]) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "query",
+        "description": description,
+        "style": "form",
+        "explode": False,
+        "schema": {"type": "array", "items": {"type": "string", "enum": values}},
+    }
+
+
+def _error_response(status: str) -> dict[str, Any]:
+    description = MESSAGES[int(status)]
+    return {
+        "description": f"{description} (TeamUp's error body.)",
+        "content": {
+            "application/json": {"schema": ref("Error")},
+            "application/xml": {"schema": ref("Error")},
+        },
+    }
+
+
+def _ok(description: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {
+            "application/json": {"schema": schema},
+            "application/xml": {"schema": schema},
+        },
+    }
+
+
+HEALTH_SCHEMA = {
+    "type": "object",
+    "required": ["status"],
+    "properties": {"status": {"type": "string", "enum": ["ok"]}},
+}
+
+ERROR_SCHEMA = {
+    "type": "object",
+    "required": ["code", "field_errors", "message", "type"],
+    "properties": {
+        "code": {
+            "type": "string",
+            "examples": [
+                "parameter_invalid",
+                "not_authenticated",
+                "permission_denied",
+                "not_found",
+            ],
+        },
+        "field_errors": {
+            "type": "object",
+            "additionalProperties": {"type": "array", "items": {"type": "string"}},
+        },
+        "message": {"type": "string"},
+        "type": {"type": "string", "examples": ["invalid_request_error"]},
+    },
+}
+
+
+def _course_session_operation() -> dict[str, Any]:
+    root = RESOURCES["course_session"]
+    return {
+        "operationId": "course_sessions_retrieve",
+        "summary": "Retrieve a course session",
+        "description": (
+            "Must have one of the following permissions: manage_events, attendances, "
+            "instructor_manage_events, instructor_attendances, developer."
+        ),
+        "security": [{"bearerAuth": []}],
+        "parameters": [
+            {
+                "name": "id",
+                "in": "path",
+                "required": True,
+                "description": "A unique integer value identifying this course date.",
+                "schema": {"type": "integer", "minimum": 1, "maximum": 2**63 - 1},
+            },
+            _list_parameter(
+                "expand",
+                "A comma-separated list of fields to expand.",
+                _paths(root, "", 0, frozenset(), leaves=False),
+            ),
+            _list_parameter(
+                "fields",
+                "A comma-separated list of fields to include. Dot-notation can be used to "
+                "select nested fields.",
+                _paths(root, "", 0, frozenset(), leaves=True),
+            ),
+            {
+                "name": "format",
+                "in": "query",
+                "schema": {"type": "string", "enum": ["json", "xml"]},
+            },
+            {
+                "name": "TeamUp-Provider-ID",
+                "in": "header",
+                "description": (
+                    "ID of the provider account the API request is for. Required if the "
+                    "access credentials have access to multiple providers."
+                ),
+                "schema": {"type": "string", "pattern": "^[0-9]{1,18}$"},
+            },
+            {
+                "name": "Teamup-Request-Mode",
+                "in": "header",
+                "description": (
+                    "The authenticated user may have access to both staff and customer "
+                    "profiles. Indicate which mode that request should run in. Customer mode "
+                    "is more limited. Required if the access credentials have access to both "
+                    "modes."
+                ),
+                "schema": {"type": "string", "enum": ["customer", "provider"]},
+            },
+        ],
+        "responses": {
+            "200": _ok("The course session.", ref(root.title)),
+            **{
+                status: {"$ref": f"#/components/responses/Error{status}"}
+                for status in ERROR_STATUSES
+            },
+        },
+    }
+
+
+def _probe(summary: str, operation_id: str, failures: tuple[str, ...]) -> dict[str, Any]:
+    return {
+        "get": {
+            "operationId": operation_id,
+            "summary": summary,
+            "security": [],
+            "responses": {
+                "200": _ok("The service answers.", HEALTH_SCHEMA),
+                **{
+                    status: {"$ref": f"#/components/responses/Error{status}"} for status in failures
+                },
+            },
+        }
+    }
+
+
+def build_document() -> dict[str, Any]:
+    """The whole OpenAPI 3.1 document."""
+    schemas: dict[str, Any] = {"Error": ERROR_SCHEMA, **VALUE_SCHEMAS}
+    for resource in RESOURCES.values():
+        schemas[resource.title] = resource_schema(resource)
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Course Sessions (TeamUp API v2 compatible)",
+            "version": __version__,
+            "description": (
+                "coursebook: the TeamUp API v2 course-session endpoints. Generated from the "
+                "resource graph the server runs on."
+            ),
+        },
+        "paths": {
+            "/api/v2/course_sessions/{id}": {"get": _course_session_operation()},
+            "/healthz": _probe("The process answers.", "healthz", ("405", "406", "500")),
+            "/readyz": _probe("The database answers.", "readyz", ("405", "406", "500", "503")),
+        },
+        "components": {
+            "responses": {f"Error{status}": _error_response(status) for status in ERROR_STATUSES},
+            "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer"}},
+            "schemas": schemas,
+        },
+    }
+
+
+@cache
+def document_bytes() -> bytes:
+    """The document as JSON, built once per process."""
+    return orjson.dumps(build_document())
