@@ -63,9 +63,7 @@ def _pk() -> Column[int]:
 
 
 def _fk(name: str, target: str, *, nullable: bool = False, index: bool = True) -> Column[int]:
-    return Column(
-        name, Id, ForeignKey(target, ondelete="CASCADE"), nullable=nullable, index=index
-    )
+    return Column(name, Id, ForeignKey(target, ondelete="CASCADE"), nullable=nullable, index=index)
 
 
 def _permission_columns() -> list[Column[bool]]:
@@ -127,9 +125,7 @@ api_tokens = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("expires_at", DateTime(timezone=True), nullable=True),
     Column("revoked_at", DateTime(timezone=True), nullable=True),
-    CheckConstraint(
-        "(user_id IS NULL) <> (provider_id IS NULL)", name="user_xor_provider"
-    ),
+    CheckConstraint("(user_id IS NULL) <> (provider_id IS NULL)", name="user_xor_provider"),
 )
 
 images = Table(
@@ -291,9 +287,7 @@ offering_type_instructors = Table(
         ForeignKey("offering_types.id", ondelete="CASCADE"),
         primary_key=True,
     ),
-    Column(
-        "instructor_id", Id, ForeignKey("instructors.id", ondelete="CASCADE"), primary_key=True
-    ),
+    Column("instructor_id", Id, ForeignKey("instructors.id", ondelete="CASCADE"), primary_key=True),
     Index("ix_offering_type_instructors_instructor", "instructor_id"),
 )
 
@@ -346,9 +340,7 @@ offering_type_memberships = Table(
         ForeignKey("offering_types.id", ondelete="CASCADE"),
         primary_key=True,
     ),
-    Column(
-        "membership_id", Id, ForeignKey("memberships.id", ondelete="CASCADE"), primary_key=True
-    ),
+    Column("membership_id", Id, ForeignKey("memberships.id", ondelete="CASCADE"), primary_key=True),
     Index("ix_offering_type_memberships_membership", "membership_id"),
 )
 
@@ -413,9 +405,7 @@ course_session_instructors = Table(
         ForeignKey("course_sessions.id", ondelete="CASCADE"),
         primary_key=True,
     ),
-    Column(
-        "instructor_id", Id, ForeignKey("instructors.id", ondelete="CASCADE"), primary_key=True
-    ),
+    Column("instructor_id", Id, ForeignKey("instructors.id", ondelete="CASCADE"), primary_key=True),
     Index("ix_course_session_instructors_instructor", "instructor_id", "course_session_id"),
 )
 
