@@ -29,6 +29,7 @@ from coursebook.demo import Manifest, generate
 from coursebook.migrate import upgrade
 from coursebook.settings import Settings
 from tests.contract import validate
+from tests.served import as_xml_values, parse_xml, validate_served
 
 POSTGRES_URL = os.environ.get("COURSEBOOK_TEST_DATABASE_URL")
 BACKENDS = ["sqlite", "postgresql"]
@@ -130,20 +131,45 @@ def server(demo: Demo) -> Iterator[LiveServer]:
         yield live
 
 
+def _json_twin(response: httpx.Response) -> httpx.Response:
+    """The same request as ``response``'s, asking for JSON instead of XML."""
+    request = response.request
+    params = dict(request.url.params)
+    if "format" in params:
+        params["format"] = "json"
+    headers = {k: v for k, v in request.headers.items() if k.lower() not in ("host", "accept")}
+    headers["Accept"] = "application/json"
+    url = request.url.copy_with(query=None)
+    return httpx.request(request.method, url, params=params, headers=headers)
+
+
 def check_contract(response: httpx.Response) -> None:
-    """Validate every JSON response against the contract (relaxed for ``fields``)."""
+    """Validate every response against the served /openapi.json and the contract.
+
+    JSON bodies are validated directly (relaxed for ``fields``); an XML body must
+    parse back, by DRF's rules, to the JSON of the same request, which is validated.
+    """
     response.read()
-    if response.request.method == "HEAD":
+    request = response.request
+    if request.method == "HEAD" or request.url.path in ("/openapi.json", "/docs"):
         return
-    if not response.headers.get("content-type", "").startswith("application/json"):
+    content_type = response.headers.get("content-type", "")
+    if content_type.startswith("application/xml"):
+        twin = _json_twin(response)
+        assert twin.status_code == response.status_code
+        assert parse_xml(response.content) == as_xml_values(twin.json())
+        check_contract(twin)
+        return
+    if not content_type.startswith("application/json"):
         return
     body = response.json()
+    base_url = f"{request.url.scheme}://{request.url.netloc.decode()}"
+    sparse = "fields" in request.url.params
+    validate_served(base_url, request.url.path, response.status_code, body, sparse=sparse)
     if response.status_code >= 400:
         validate("Error", body)
-        return
-    path = response.request.url.path
-    if "/course_sessions/" in path and response.status_code == 200:
-        validate("CourseSession", body, sparse="fields" in response.request.url.params)
+    elif "/course_sessions/" in request.url.path:
+        validate("CourseSession", body, sparse=sparse)
 
 
 class Api:

@@ -1,0 +1,105 @@
+"""Validation against the OpenAPI document the server itself serves, and XML parse-back."""
+
+from __future__ import annotations
+
+import re
+from functools import cache
+from typing import Any
+from xml.etree import ElementTree
+
+import httpx
+import jsonschema
+from referencing import Registry, Resource
+from referencing.jsonschema import DRAFT202012
+
+from tests.contract import formats
+
+
+@cache
+def served_document(base_url: str) -> dict[str, Any]:
+    document: dict[str, Any] = httpx.get(f"{base_url}/openapi.json").json()
+    return document
+
+
+def _relaxed(node: Any) -> Any:
+    """The schema without ``required`` lists: what a ``fields`` selection answers."""
+    if isinstance(node, dict):
+        return {k: _relaxed(v) for k, v in node.items() if k != "required"}
+    if isinstance(node, list):
+        return [_relaxed(item) for item in node]
+    return node
+
+
+@cache
+def _registry(base_url: str, sparse: bool) -> Registry[Any]:
+    document = served_document(base_url)
+    if sparse:
+        document = _relaxed(document)
+    resource = Resource.from_contents(document, default_specification=DRAFT202012)
+    return Registry().with_resource("urn:served", resource)
+
+
+def _operation_pointer(document: dict[str, Any], path: str, status: int) -> str | None:
+    """The JSON pointer of the response schema for ``path`` and ``status``, if documented."""
+    clean = "/" + "/".join(part for part in path.split("/") if part)
+    for template, item in document["paths"].items():
+        pattern = "^" + re.sub(r"\\\{[^/]+\\\}", "[^/]+", re.escape(template)) + "$"
+        if not re.match(pattern, clean):
+            continue
+        responses = item["get"]["responses"]
+        answer = responses.get(str(status))
+        if answer is None:
+            raise AssertionError(f"{path}: status {status} is not documented")
+        if "$ref" in answer:
+            name = answer["$ref"].rsplit("/", 1)[1]
+            return f"#/components/responses/{name}/content/application~1json/schema"
+        escaped = template.replace("~", "~0").replace("/", "~1")
+        return f"#/paths/{escaped}/get/responses/{status}/content/application~1json/schema"
+    return None
+
+
+def validate_served(base_url: str, path: str, status: int, body: Any, *, sparse: bool) -> None:
+    """Validate ``body`` against the served document's schema for that path and status."""
+    document = served_document(base_url)
+    pointer = _operation_pointer(document, path, status)
+    if pointer is None:
+        assert status >= 400, f"{path} answered {status} but is not in /openapi.json"
+        pointer = "#/components/schemas/Error"
+    validator = jsonschema.Draft202012Validator(
+        {"$ref": f"urn:served{pointer}"},
+        registry=_registry(base_url, sparse),
+        format_checker=formats,
+    )
+    validator.validate(body)
+
+
+def parse_xml(content: bytes) -> Any:
+    """XML in Django REST framework's shape back to plain values (all text)."""
+    assert content.startswith(b'<?xml version="1.0" encoding="utf-8"?>\n<root>'), content[:80]
+    root = ElementTree.fromstring(content)
+    assert root.tag == "root"
+    return _element(root)
+
+
+def _element(element: ElementTree.Element) -> Any:
+    children = list(element)
+    if not children:
+        return element.text or ""
+    if all(child.tag == "list-item" for child in children):
+        return [_element(child) for child in children]
+    return {child.tag: _element(child) for child in children}
+
+
+def as_xml_values(data: Any) -> Any:
+    """What ``data`` reads as once written as XML and parsed back."""
+    if isinstance(data, dict):
+        return {k: as_xml_values(v) for k, v in data.items()} if data else ""
+    if isinstance(data, list):
+        return [as_xml_values(v) for v in data] if data else ""
+    if data is None:
+        return ""
+    if data is True:
+        return "True"
+    if data is False:
+        return "False"
+    return str(data)
