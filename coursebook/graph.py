@@ -183,6 +183,14 @@ DOUBLE: dict[str, Any] = {"type": "number", "format": "double"}
 INT32_RANGE: dict[str, Any] = {"minimum": -2147483648, "maximum": 2147483647}
 MINUTES: dict[str, Any] = {"type": "integer", "description": "The duration in minutes."}
 RELATED_COLLECTION: dict[str, Any] = {"$ref": "#/components/schemas/RelatedCollection"}
+# The contract says ``format: time``, which RFC 3339 defines with a UTC offset; these are
+# wall-clock times in the venue's zone with no offset (SEMANTICS.md section 12), so the
+# document states the shape by pattern (see docs/contract/allowed_differences.yaml).
+LOCAL_TIME: dict[str, Any] = {
+    "type": "string",
+    "pattern": "^([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]$",
+    "description": "Local wall-clock time of day, HH:MM:SS, no offset.",
+}
 
 
 def nullable(schema: dict[str, Any]) -> dict[str, Any]:
@@ -1005,10 +1013,7 @@ VALUE_SCHEMAS: dict[str, dict[str, Any]] = {
     "TimeRange": {
         "type": "object",
         "required": ["start", "end"],
-        "properties": {
-            "start": {"type": "string", "format": "time"},
-            "end": {"type": "string", "format": "time"},
-        },
+        "properties": {"start": LOCAL_TIME, "end": LOCAL_TIME},
     },
     "AppointmentSettings": _settings_schema(
         ("default_venue", INT),

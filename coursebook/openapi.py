@@ -45,23 +45,49 @@ def resource_schema(resource: Resource) -> dict[str, Any]:
     }
 
 
+SELECTION = "Selection"
+_RESOURCE_REFS = {f"#/components/schemas/{r.title}" for r in RESOURCES.values()}
+
+
+def _to_selection(node: Any) -> Any:
+    if isinstance(node, dict):
+        if node.get("$ref") in _RESOURCE_REFS:
+            return {**node, "$ref": node["$ref"] + SELECTION}
+        return {key: _to_selection(value) for key, value in node.items()}
+    if isinstance(node, list):
+        return [_to_selection(item) for item in node]
+    return node
+
+
+def selection_schema(resource: Resource) -> dict[str, Any]:
+    """``resource`` as a ``fields`` selection answers it: any subset of its properties."""
+    full = resource_schema(resource)
+    return {
+        "type": "object",
+        "description": f"A {resource.title} with only the fields that `fields` selected.",
+        "properties": _to_selection(full["properties"]),
+    }
+
+
 def _paths(
     resource: Resource, prefix: str, depth: int, seen: frozenset[Any], leaves: bool
 ) -> list[str]:
     """Dotted paths below ``resource``: expandable ones, or (``leaves``) every field.
 
-    A path that loads the same relation twice (``course.course_sessions.course.
-    course_sessions``) is valid but not advertised: it repeats data already in the
-    response and is what blows the expansion budget.
+    ``expand`` paths have at most ``MAX_DEPTH`` names; ``fields`` paths may add one
+    plain field below the deepest expansion. A path that loads the same relation
+    twice (``course.course_sessions.course.course_sessions``) is valid but not
+    advertised: it repeats data already in the response and is what blows the
+    expansion budget.
     """
     found: list[str] = []
     for field in resource.fields:
         path = prefix + field.name
-        if leaves or field.expandable or field.deferred:
+        if leaves or ((field.expandable or field.deferred) and depth < MAX_DEPTH):
             found.append(path)
         relation = field.relation
         key = (resource.name, field.name)
-        if relation is not None and depth < MAX_DEPTH and key not in seen:
+        if relation is not None and key not in seen and depth + 1 < MAX_DEPTH + leaves:
             target = RESOURCES[relation.target]
             found += _paths(target, path + ".", depth + 1, seen | {key}, leaves)
     return found
@@ -184,7 +210,10 @@ def _course_session_operation() -> dict[str, Any]:
             },
         ],
         "responses": {
-            "200": _ok("The course session.", ref(root.title)),
+            "200": _ok(
+                "The course session; with `fields`, only the selected fields.",
+                {"anyOf": [ref(root.title), ref(root.title + SELECTION)]},
+            ),
             **{
                 status: {"$ref": f"#/components/responses/Error{status}"}
                 for status in ERROR_STATUSES
@@ -214,6 +243,8 @@ def build_document() -> dict[str, Any]:
     schemas: dict[str, Any] = {"Error": ERROR_SCHEMA, **VALUE_SCHEMAS}
     for resource in RESOURCES.values():
         schemas[resource.title] = resource_schema(resource)
+    for resource in RESOURCES.values():
+        schemas[resource.title + SELECTION] = selection_schema(resource)
     return {
         "openapi": "3.1.0",
         "info": {
