@@ -1,0 +1,142 @@
+"""Faults: an unexpected error is a bare 500 with a request id; revocation is immediate
+in every worker of a multi-process server; migrations match the models."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import update
+
+from coursebook import models as m
+from coursebook.db import create_db_engine
+from coursebook.demo import generate
+from coursebook.migrate import upgrade
+from coursebook.settings import Settings
+from tests.conftest import Api, Demo, empty_database, live_server
+
+
+def test_migrations_match_the_models(demo: Demo) -> None:
+    with demo.engine.connect() as conn:
+        assert compare_metadata(MigrationContext.configure(conn), m.metadata) == []
+
+
+@pytest.fixture
+def broken_database(backend: str, tmp_path: Path) -> Iterator[tuple[str, dict[str, object]]]:
+    """A demo database whose availability schedules hold data the code cannot read."""
+    with empty_database(backend, tmp_path) as url:
+        upgrade(url)
+        engine = create_db_engine(url)
+        manifest = generate(engine, seed=5, scale="small", progress=False)
+        with engine.begin() as conn:
+            conn.execute(update(m.availability_schedules).values(weekly_ranges=5))
+        engine.dispose()
+        yield url, dict(manifest)
+
+
+def test_unexpected_errors_are_bare_500s_with_a_request_id(
+    broken_database: tuple[str, dict[str, object]], caplog: pytest.LogCaptureFixture
+) -> None:
+    url, manifest = broken_database
+    token = manifest["tokens"]["admin"]  # type: ignore[index]
+    session_id = manifest["course_sessions"]["main"][0]  # type: ignore[index]
+    caplog.set_level(logging.ERROR, logger="coursebook")
+    with live_server(Settings(database_url=url)) as live, Api(live) as api:
+        expand = "instructors.availability_schedules"
+        for output in ("json", "xml"):
+            response = api.get(
+                f"/api/v2/course_sessions/{session_id}",
+                token,
+                params={"expand": expand, "format": output},
+            )
+            assert response.status_code == 500
+            assert response.headers["content-type"].startswith(f"application/{output}")
+            request_id = response.headers["x-request-id"]
+            assert re.fullmatch(r"[0-9a-f]{32}", request_id)
+            for leak in ("Traceback", "Error:", "weekly_ranges", "SELECT", token):
+                assert leak not in response.text
+            assert request_id in caplog.text
+        # The rest of the service keeps answering.
+        assert api.get(f"/api/v2/course_sessions/{session_id}", token).status_code == 200
+    assert "Traceback" in caplog.text or "AttributeError" in caplog.text
+    assert token not in caplog.text
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_revocation_takes_effect_in_every_worker(backend: str, tmp_path: Path) -> None:
+    with empty_database(backend, tmp_path) as url:
+        env = {**os.environ, "COURSEBOOK_DATABASE_URL": url, "COURSEBOOK_LOG_LEVEL": "warning"}
+        bin_dir = Path(sys.executable).parent
+        manifest_path = tmp_path / "manifest.json"
+        subprocess.run(
+            [bin_dir / "coursebook", "demo", "--seed", "9", "--manifest", str(manifest_path)],
+            env=env,
+            check=True,
+            capture_output=True,
+            cwd=tmp_path,
+        )
+        manifest = json.loads(manifest_path.read_text())
+        created = subprocess.run(
+            [bin_dir / "coursebook", "token", "create", "--user-id", "1", "--name", "doomed"],
+            env=env,
+            check=True,
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+        )
+        token_id = re.search(r"Token (\d+) created", created.stdout)
+        assert token_id is not None
+        secret = created.stdout.strip().splitlines()[-1]
+        port = _free_port()
+        server = subprocess.Popen(
+            [bin_dir / "coursebook", "serve", "--port", str(port), "--workers", "2"],
+            env=env,
+            cwd=tmp_path,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            base = f"http://127.0.0.1:{port}"
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    if httpx.get(f"{base}/healthz").status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                assert time.monotonic() < deadline, "the server did not start"
+                time.sleep(0.1)
+            session = f"{base}/api/v2/course_sessions/{manifest['course_sessions']['main'][0]}"
+            headers = {"Authorization": f"Bearer {secret}"}
+            # Fresh connections each time, so both workers answer some of them.
+            assert {httpx.get(session, headers=headers).status_code for _ in range(20)} == {200}
+            subprocess.run(
+                [bin_dir / "coursebook", "token", "revoke", token_id.group(1)],
+                env=env,
+                check=True,
+                capture_output=True,
+                cwd=tmp_path,
+            )
+            answers = [httpx.get(session, headers=headers) for _ in range(20)]
+            assert {a.status_code for a in answers} == {401}
+            assert {a.json()["code"] for a in answers} == {"authentication_failed"}
+        finally:
+            server.terminate()
+            server.wait(10)
