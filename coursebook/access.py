@@ -60,7 +60,8 @@ class Access:
 
 def _header_int(value: str) -> int:
     text = value.strip()
-    if not text.isascii() or not text.lstrip("-").isdigit() or len(text) > 19:
+    digits = text.removeprefix("-")
+    if not text.isascii() or not digits.isdigit() or len(digits) > 19:
         raise invalid("TeamUp-Provider-ID", "A valid integer is required.")
     return int(text)
 
