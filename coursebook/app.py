@@ -11,28 +11,31 @@ from __future__ import annotations
 import logging
 import re
 import uuid
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Iterator, MutableMapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlencode
 
 import swagger_ui
-from sqlalchemy import Engine, text
+from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
+from starlette.exceptions import HTTPException
 from starlette.staticfiles import StaticFiles
 
-from coursebook.access import resolve
+from coursebook.access import Access, resolve
 from coursebook.auth import authenticate
 from coursebook.db import create_db_engine
 from coursebook.errors import ApiError
 from coursebook.formats import JSON, Format, negotiate
 from coursebook.graph import RenderContext
+from coursebook.listing import LISTINGS, parse_list_query
 from coursebook.openapi import document_bytes
-from coursebook.projection import compile_projection, require_absent
-from coursebook.service import retrieve_course_session
+from coursebook.projection import Projection, compile_projection, require_absent
+from coursebook.service import list_resources, retrieve_course_session
 from coursebook.settings import Settings
 
 Scope = MutableMapping[str, Any]
@@ -47,6 +50,7 @@ SWAGGER_UI_ASSETS = Path(swagger_ui.__file__).with_name("static")
 DOCS_ASSETS_PREFIX = "/docs/assets/"
 
 COURSE_SESSION_PATH = re.compile(r"^/api/v2/+course_sessions/([^/]*)/?$")
+LIST_PATH = re.compile(r"^/api/v2/+(course_sessions|instructors|venue_rooms)/?$")
 ALLOWED_METHODS = ("GET", "HEAD")
 VALID_HOST = re.compile(r"^[A-Za-z0-9.\-]+(:[0-9]{1,5})?$|^\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?$")
 HTML = b"text/html; charset=utf-8"
@@ -102,6 +106,13 @@ def _parse_request(scope: Scope, public_url: str | None) -> Request:
     return Request(scope["method"], scope["path"], query, headers, base_url)
 
 
+def _page_url(request: Request, path: str, page: int) -> str:
+    """The absolute URL of ``page``, keeping every other query parameter."""
+    query = {name: values for name, values in request.query.items() if name != "page"}
+    query["page"] = [str(page)]
+    return f"{request.base_url}{path}?{urlencode(query, doseq=True)}"
+
+
 def _error_response(error: ApiError, fmt: Format) -> Response:
     headers = tuple((k.encode("latin-1"), v.encode("latin-1")) for k, v in error.headers.items())
     return Response(fmt.encode(error.body()), fmt.content_type, error.status, headers)
@@ -116,6 +127,7 @@ class CoursebookApp:
         self.static = StaticFiles(directory=SWAGGER_UI_ASSETS)
         self.routes: list[tuple[re.Pattern[str], Callable[..., Response]]] = [
             (COURSE_SESSION_PATH, self.course_session),
+            (LIST_PATH, self.listing),
             (re.compile(r"^/healthz/?$"), self.healthz),
             (re.compile(r"^/readyz/?$"), self.readyz),
             (re.compile(r"^/openapi\.json$"), self.openapi),
@@ -129,9 +141,12 @@ class CoursebookApp:
         if scope["type"] != "http":
             return
         if scope["path"].startswith(DOCS_ASSETS_PREFIX) and scope["method"] in ALLOWED_METHODS:
-            scope = {**scope, "path": scope["path"][len(DOCS_ASSETS_PREFIX) - 1 :]}
-            await self.static(scope, receive, send)
-            return
+            asset = {**scope, "path": scope["path"][len(DOCS_ASSETS_PREFIX) - 1 :]}
+            try:
+                await self.static(asset, receive, send)
+                return
+            except HTTPException:
+                pass  # no such asset: answered below as an unknown route, in the error body
         head = scope["method"] == "HEAD"
         fmt = JSON
         try:
@@ -193,12 +208,15 @@ class CoursebookApp:
     def docs(self, _request: Request, _fmt: Format) -> Response:
         return Response(DOCS_PAGE, HTML)
 
-    def course_session(self, request: Request, fmt: Format, raw_id: str) -> Response:
-        if not raw_id.isascii() or not raw_id.isdigit() or len(raw_id) > 19:
-            raise ApiError(404, "not_found")
-        projection = compile_projection(
-            "course_session", request.param("expand"), request.param("fields")
-        )
+    @contextmanager
+    def _authorized(
+        self, request: Request, projection: Projection
+    ) -> Iterator[tuple[Connection, Access, RenderContext]]:
+        """A connection, the request's access decision and its render context.
+
+        Authentication and access come before any loading; a database that does not
+        answer is a 503, whatever stage it fails in.
+        """
         try:
             with self.engine.connect() as conn:
                 principal = authenticate(
@@ -210,18 +228,55 @@ class CoursebookApp:
                     request.headers.get("teamup-request-mode"),
                 )
                 require_absent(projection, access.hidden_fields)
-                ctx = RenderContext(request.base_url, access.redact_permissions)
-                body = retrieve_course_session(
-                    conn,
-                    access,
-                    int(raw_id),
-                    projection,
-                    budget=self.settings.max_expanded_objects,
-                    ctx=ctx,
-                )
+                yield conn, access, RenderContext(request.base_url, access.redact_permissions)
         except (OperationalError, PoolTimeout) as error:
             logger.warning("Database unavailable: %s", type(error).__name__)
             raise ApiError(503, "service_unavailable") from None
+
+    def course_session(self, request: Request, fmt: Format, raw_id: str) -> Response:
+        if not raw_id.isascii() or not raw_id.isdigit() or len(raw_id) > 19:
+            raise ApiError(404, "not_found")
+        projection = compile_projection(
+            "course_session", request.param("expand"), request.param("fields")
+        )
+        with self._authorized(request, projection) as (conn, access, ctx):
+            body = retrieve_course_session(
+                conn,
+                access,
+                int(raw_id),
+                projection,
+                budget=self.settings.max_expanded_objects,
+                ctx=ctx,
+            )
+        return Response(fmt.encode(body), fmt.content_type)
+
+    def listing(self, request: Request, fmt: Format, collection: str) -> Response:
+        listing = LISTINGS[f"/api/v2/{collection}"]
+        projection = compile_projection(
+            listing.resource.name, request.param("expand"), request.param("fields")
+        )
+        with self._authorized(request, projection) as (conn, access, ctx):
+            query = parse_list_query(listing, request.query, access)
+            page = list_resources(
+                conn,
+                access,
+                listing,
+                query,
+                projection,
+                budget=self.settings.max_expanded_objects,
+                ctx=ctx,
+            )
+        last_page = max(1, -(-page.count // query.page_size))
+        body = {
+            "count": page.count,
+            "next": _page_url(request, listing.path, query.page + 1)
+            if query.page < last_page
+            else None,
+            "previous": _page_url(request, listing.path, min(query.page - 1, last_page))
+            if query.page > 1
+            else None,
+            "results": page.results,
+        }
         return Response(fmt.encode(body), fmt.content_type)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:

@@ -448,7 +448,11 @@ VENUE_ROOM = Resource(
                 "created_at",
             )
         ],
-    ).select_from(m.venue_rooms.outerjoin(_thumb, _thumb.c.id == m.venue_rooms.c.thumbnail_id)),
+    ).select_from(
+        m.venue_rooms.join(m.venues, m.venues.c.id == m.venue_rooms.c.venue_id).outerjoin(
+            _thumb, _thumb.c.id == m.venue_rooms.c.thumbnail_id
+        )
+    ),
     fields=(
         attr("id", INT),
         obj("venue_room"),
@@ -458,6 +462,7 @@ VENUE_ROOM = Resource(
         Field("thumbnail", ref("Thumbnail"), _thumbnail, required=False, omit_if_none=True),
     ),
     order_by=(m.venue_rooms.c.id,),
+    provider_column=m.venues.c.provider_id,
 )
 
 # -- instructors --------------------------------------------------------------------

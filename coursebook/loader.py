@@ -8,6 +8,7 @@ the expansion budget while loading, so an oversized request fails before renderi
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -62,7 +63,7 @@ class Loader:
         return list(self.conn.execute(statement).mappings())
 
     def load(
-        self, projection: Projection, rows: list[Row], counts: dict[Any, int], path: str = ""
+        self, projection: Projection, rows: Sequence[Row], counts: dict[Any, int], path: str = ""
     ) -> Level:
         """Load every relation ``projection`` expands below ``rows``.
 
@@ -96,7 +97,7 @@ class Loader:
         self,
         relation_field: Field,
         child: Projection,
-        rows: list[Row],
+        rows: Sequence[Row],
         counts: dict[Any, int],
         path: str,
     ) -> Related:

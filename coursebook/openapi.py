@@ -15,6 +15,16 @@ import orjson
 from coursebook import __version__
 from coursebook.errors import MESSAGES
 from coursebook.graph import RELATED_COLLECTION, RESOURCES, VALUE_SCHEMAS, Field, Resource, ref
+from coursebook.listing import (
+    LISTINGS,
+    MAX_ID,
+    MAX_IDS,
+    MAX_PAGE,
+    MAX_PAGE_SIZE,
+    Filter,
+    IdsFilter,
+    Listing,
+)
 from coursebook.projection import MAX_DEPTH
 
 ERROR_STATUSES = ("400", "401", "403", "404", "405", "406", "429", "500", "503")
@@ -154,15 +164,65 @@ ERROR_SCHEMA = {
 }
 
 
+def _shared_parameters(resource: Resource) -> list[dict[str, Any]]:
+    """``expand``, ``fields``, ``format`` and the two TeamUp headers."""
+    return [
+        _list_parameter(
+            "expand",
+            "A comma-separated list of fields to expand.",
+            _paths(resource, "", 0, frozenset(), leaves=False),
+        ),
+        _list_parameter(
+            "fields",
+            "A comma-separated list of fields to include. Dot-notation can be used to "
+            "select nested fields.",
+            _paths(resource, "", 0, frozenset(), leaves=True),
+        ),
+        {"name": "format", "in": "query", "schema": {"type": "string", "enum": ["json", "xml"]}},
+        {
+            "name": "TeamUp-Provider-ID",
+            "in": "header",
+            "description": (
+                "ID of the provider account the API request is for. Required if the "
+                "access credentials have access to multiple providers."
+            ),
+            "schema": {"type": "string", "pattern": "^[0-9]{1,18}$"},
+        },
+        {
+            "name": "Teamup-Request-Mode",
+            "in": "header",
+            "description": (
+                "The authenticated user may have access to both staff and customer "
+                "profiles. Indicate which mode that request should run in. Customer mode "
+                "is more limited. Required if the access credentials have access to both "
+                "modes."
+            ),
+            "schema": {"type": "string", "enum": ["customer", "provider"]},
+        },
+    ]
+
+
+PERMISSIONS_NOTE = (
+    "Must have one of the following permissions: manage_events, attendances, "
+    "instructor_manage_events, instructor_attendances, developer."
+)
+
+
+def _error_refs() -> dict[str, Any]:
+    return {status: {"$ref": f"#/components/responses/Error{status}"} for status in ERROR_STATUSES}
+
+
+def _either(resource: Resource) -> dict[str, Any]:
+    """The whole object, or (with ``fields``) the selection of it."""
+    return {"anyOf": [ref(resource.title), ref(resource.title + SELECTION)]}
+
+
 def _course_session_operation() -> dict[str, Any]:
     root = RESOURCES["course_session"]
     return {
         "operationId": "course_sessions_retrieve",
         "summary": "Retrieve a course session",
-        "description": (
-            "Must have one of the following permissions: manage_events, attendances, "
-            "instructor_manage_events, instructor_attendances, developer."
-        ),
+        "description": PERMISSIONS_NOTE,
         "security": [{"bearerAuth": []}],
         "parameters": [
             {
@@ -170,54 +230,96 @@ def _course_session_operation() -> dict[str, Any]:
                 "in": "path",
                 "required": True,
                 "description": "A unique integer value identifying this course date.",
-                "schema": {"type": "integer", "minimum": 1, "maximum": 2**63 - 1},
+                "schema": {"type": "integer", "minimum": 1, "maximum": MAX_ID},
             },
-            _list_parameter(
-                "expand",
-                "A comma-separated list of fields to expand.",
-                _paths(root, "", 0, frozenset(), leaves=False),
-            ),
-            _list_parameter(
-                "fields",
-                "A comma-separated list of fields to include. Dot-notation can be used to "
-                "select nested fields.",
-                _paths(root, "", 0, frozenset(), leaves=True),
-            ),
-            {
-                "name": "format",
-                "in": "query",
-                "schema": {"type": "string", "enum": ["json", "xml"]},
-            },
-            {
-                "name": "TeamUp-Provider-ID",
-                "in": "header",
-                "description": (
-                    "ID of the provider account the API request is for. Required if the "
-                    "access credentials have access to multiple providers."
-                ),
-                "schema": {"type": "string", "pattern": "^[0-9]{1,18}$"},
-            },
-            {
-                "name": "Teamup-Request-Mode",
-                "in": "header",
-                "description": (
-                    "The authenticated user may have access to both staff and customer "
-                    "profiles. Indicate which mode that request should run in. Customer mode "
-                    "is more limited. Required if the access credentials have access to both "
-                    "modes."
-                ),
-                "schema": {"type": "string", "enum": ["customer", "provider"]},
-            },
+            *_shared_parameters(root),
         ],
         "responses": {
             "200": _ok(
-                "The course session; with `fields`, only the selected fields.",
-                {"anyOf": [ref(root.title), ref(root.title + SELECTION)]},
+                "The course session; with `fields`, only the selected fields.", _either(root)
             ),
-            **{
-                status: {"$ref": f"#/components/responses/Error{status}"}
-                for status in ERROR_STATUSES
+            **_error_refs(),
+        },
+    }
+
+
+def _filter_parameter(spec: Filter) -> dict[str, Any]:
+    if isinstance(spec, IdsFilter):
+        return {
+            "name": spec.name,
+            "in": "query",
+            "description": spec.description,
+            "style": "form",
+            "explode": False,
+            "schema": {
+                "type": "array",
+                "maxItems": MAX_IDS,
+                "items": {"type": "integer", "minimum": 1, "maximum": MAX_ID},
             },
+        }
+    return {
+        "name": spec.name,
+        "in": "query",
+        "description": spec.description,
+        "schema": spec.schema,
+    }
+
+
+def _list_operation(listing: Listing) -> dict[str, Any]:
+    resource = listing.resource
+    return {
+        "operationId": f"{listing.path.rsplit('/', 1)[1]}_list",
+        "summary": listing.summary,
+        "description": (
+            f"{PERMISSIONS_NOTE} Lists only what the caller may read: an instructor-only "
+            "staff profile sees the sessions it instructs, a customer the sessions visible "
+            "to it. A filter naming ids the caller cannot read matches nothing."
+        ),
+        "security": [{"bearerAuth": []}],
+        "parameters": [
+            *[_filter_parameter(spec) for spec in listing.filters],
+            {
+                "name": "sort",
+                "in": "query",
+                "schema": {
+                    "type": "string",
+                    "enum": list(listing.sorts),
+                    "default": listing.default_sort,
+                },
+            },
+            {
+                "name": "page",
+                "in": "query",
+                "description": "Page number, from 1. A page past the last is empty.",
+                "schema": {"type": "integer", "minimum": 1, "maximum": MAX_PAGE, "default": 1},
+            },
+            {
+                "name": "page_size",
+                "in": "query",
+                "schema": {
+                    "type": "integer",
+                    "minimum": 1,
+                    "maximum": MAX_PAGE_SIZE,
+                    "default": MAX_PAGE_SIZE,
+                },
+            },
+            *_shared_parameters(resource),
+        ],
+        "responses": {
+            "200": _ok(
+                f"A page of {resource.title} objects.",
+                {
+                    "type": "object",
+                    "required": ["count", "next", "previous", "results"],
+                    "properties": {
+                        "count": {"type": "integer", "minimum": 0},
+                        "next": {"type": ["string", "null"], "format": "uri"},
+                        "previous": {"type": ["string", "null"], "format": "uri"},
+                        "results": {"type": "array", "items": _either(resource)},
+                    },
+                },
+            ),
+            **_error_refs(),
         },
     }
 
@@ -257,6 +359,7 @@ def build_document() -> dict[str, Any]:
         },
         "paths": {
             "/api/v2/course_sessions/{id}": {"get": _course_session_operation()},
+            **{listing.path: {"get": _list_operation(listing)} for listing in LISTINGS.values()},
             "/healthz": _probe("The process answers.", "healthz", ("405", "406", "500")),
             "/readyz": _probe("The database answers.", "readyz", ("405", "406", "500", "503")),
         },

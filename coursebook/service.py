@@ -1,14 +1,16 @@
-"""Use cases behind the routes: retrieve a course session under an access decision."""
+"""Use cases behind the routes: retrieve a course session, list a collection."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, func, select
 
 from coursebook.access import Access
 from coursebook.errors import ApiError, not_found
 from coursebook.graph import COURSE_SESSION, RenderContext
+from coursebook.listing import Listing, ListQuery
 from coursebook.loader import Loader
 from coursebook.models import course_sessions
 from coursebook.projection import Projection
@@ -49,3 +51,45 @@ def retrieve_course_session(
     loader.spend(1, COURSE_SESSION.name)
     level = loader.load(projection, [row], {row["id"]: 1})
     return render(projection, row, level, ctx)
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of a list: the total count and the rendered objects."""
+
+    count: int
+    results: list[dict[str, Any]]
+
+
+def list_resources(
+    conn: Connection,
+    access: Access,
+    listing: Listing,
+    query: ListQuery,
+    projection: Projection,
+    *,
+    budget: int,
+    ctx: RenderContext,
+) -> Page:
+    """A page of ``listing`` under ``access``: count, then rows, then their expansions."""
+    resource = listing.resource
+    statement = resource.statement.where(*access.filters(resource.name), *query.conditions)
+    if resource.provider_column is not None:
+        statement = statement.where(resource.provider_column == access.provider_id)
+    count = conn.execute(
+        select(func.count()).select_from(
+            statement.with_only_columns(resource.table.c.id).subquery()
+        )
+    ).scalar_one()
+    offset = (query.page - 1) * query.page_size
+    if offset >= count:
+        return Page(count, [])
+    rows = list(
+        conn.execute(
+            statement.order_by(*query.order_by).limit(query.page_size).offset(offset)
+        ).mappings()
+    )
+    loader = Loader(conn, access, budget, ctx.base_url)
+    loader.spend(len(rows), resource.name)
+    level = loader.load(projection, rows, {row["id"]: 1 for row in rows})
+    return Page(count, [render(projection, row, level, ctx) for row in rows])

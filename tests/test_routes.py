@@ -27,7 +27,9 @@ def test_readiness_fails_when_the_database_does_not_answer() -> None:
         assert "psycopg" not in session.text and "127.0.0.1" not in session.text
 
 
-@pytest.mark.parametrize("route", ["/", "/api/v2/", "/api/v2/course_sessions", "/api/v3/x"])
+@pytest.mark.parametrize(
+    "route", ["/", "/api/v2/", "/api/v2/courses", "/api/v3/x", "/docs/assets/nope.js"]
+)
 def test_unknown_routes_are_not_found(api: Api, route: str) -> None:
     response = api.get(route)
     assert response.status_code == 404
