@@ -197,7 +197,7 @@ def customer_visible_sessions(customer_profile_id: int) -> ColumnElement[bool]:
             ),
         )
     )
-    return _cs.c.course_id.in_(visible_courses)
+    return _cs.c.course_id.in_(visible_courses.correlate(None))
 
 
 def _customer_access(provider_id: int, customer_profile_id: int) -> Access:

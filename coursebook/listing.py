@@ -105,7 +105,11 @@ def parse_datetime(name: str, raw: str) -> datetime:
         raise invalid(
             name, f"'{raw}' is not a date-time. Use ISO 8601, e.g. 2026-01-05T09:00:00Z."
         ) from None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    try:
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    except OverflowError:  # an offset pushes it past year 1 or 9999: clamp
+        edge = datetime.max if value.year > 1 else datetime.min
+        return edge.replace(tzinfo=UTC)
 
 
 def _choice(*values: str) -> Callable[[str, str], str]:
@@ -119,7 +123,7 @@ def _choice(*values: str) -> Callable[[str, str], str]:
 
 def parse_page(raw: str | None, name: str, default: int, maximum: int) -> int:
     """A positive page number or size, within ``maximum``."""
-    if raw is None or raw == "":
+    if raw is None:
         return default
     if not raw.isascii() or not raw.isdigit() or len(raw) > 12 or int(raw) < 1:
         raise invalid(name, f"'{raw}' is not valid: give an integer of at least 1.")
@@ -137,7 +141,8 @@ def readable_ids(parent: str, ids: list[int], access: Access) -> Select[Any]:
     )
     if resource.provider_column is not None:
         statement = statement.where(resource.provider_column == access.provider_id)
-    return statement
+    # Never correlate with the listed rows' own FROM (a course list joins courses too).
+    return statement.correlate(None)
 
 
 def parse_list_query(listing: Listing, query: dict[str, list[str]], access: Access) -> ListQuery:
@@ -150,14 +155,16 @@ def parse_list_query(listing: Listing, query: dict[str, list[str]], access: Acce
     conditions: list[ColumnElement[bool]] = []
     for spec in listing.filters:
         raw = last(spec.name)
-        if raw is None or raw == "":
+        if raw is None:
             continue
         if isinstance(spec, IdsFilter):
             ids = parse_ids(spec.name, raw)
-            conditions.append(spec.condition(readable_ids(spec.parent, ids, access)))
+            if ids:  # ``course=`` names no course: no filter
+                conditions.append(spec.condition(readable_ids(spec.parent, ids, access)))
         else:
             conditions.append(spec.condition(spec.parse(spec.name, raw)))
-    sort = last("sort") or listing.default_sort
+    sort = last("sort")
+    sort = listing.default_sort if sort is None else sort
     if sort not in listing.sorts:
         raise invalid("sort", f"'{sort}' is not a valid sort. Valid: {', '.join(listing.sorts)}.")
     return ListQuery(
@@ -228,7 +235,7 @@ COURSE_SESSIONS = Listing(
             "offering_types",
             "offering_type",
             lambda ids: _cs.c.course_id.in_(
-                select(m.courses.c.id).where(m.courses.c.offering_type_id.in_(ids))
+                select(m.courses.c.id).where(m.courses.c.offering_type_id.in_(ids)).correlate(None)
             ),
             "Sessions of courses of these offering types (comma-separated ids).",
         ),

@@ -90,16 +90,22 @@ def _element(element: ElementTree.Element) -> Any:
     return {child.tag: _element(child) for child in children}
 
 
-def as_xml_values(data: Any) -> Any:
-    """What ``data`` reads as once written as XML and parsed back."""
+def as_xml_values(data: Any, links: tuple[str, str] = ("", "")) -> Any:
+    """What ``data`` reads as once written as XML and parsed back.
+
+    ``links`` replaces a query fragment in strings: a page link of the JSON twin says
+    ``format=json`` where the XML said ``format=xml``.
+    """
     if isinstance(data, dict):
-        return {k: as_xml_values(v) for k, v in data.items()} if data else ""
+        return {k: as_xml_values(v, links) for k, v in data.items()} if data else ""
     if isinstance(data, list):
-        return [as_xml_values(v) for v in data] if data else ""
+        return [as_xml_values(v, links) for v in data] if data else ""
     if data is None:
         return ""
     if data is True:
         return "True"
     if data is False:
         return "False"
+    if isinstance(data, str) and links[0]:
+        return data.replace(*links)
     return str(data)
