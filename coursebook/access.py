@@ -7,10 +7,11 @@ fields that follow from them. The loader applies the decision; it never makes it
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal
 
-from sqlalchemy import ColumnElement, and_, exists, or_, select, true
+from sqlalchemy import ColumnElement, Integer, and_, bindparam, exists, or_, select, true
 
 from coursebook import models as m
 from coursebook.auth import Principal
@@ -34,28 +35,65 @@ CUSTOMER_HIDDEN_FIELDS = frozenset(
 
 _cs = m.course_sessions
 
+#: Bound parameters the scopes' conditions use; ``Access.params`` gives their values.
+PROVIDER_ID = bindparam("access_provider_id", type_=Integer)
+STAFF_PROFILE_ID = bindparam("access_staff_profile_id", type_=Integer)
+CUSTOMER_PROFILE_ID = bindparam("access_customer_profile_id", type_=Integer)
 
-@dataclass(frozen=True)
-class Access:
-    """The decision for one request: provider, mode, and what that lets it see."""
+Conditions = Mapping[str, tuple[ColumnElement[bool], ...]]
 
-    provider_id: int
-    mode: Mode
+
+@dataclass(frozen=True, eq=False)
+class Scope:
+    """What one kind of access may see, as SQL conditions with bound parameters.
+
+    There are three scopes, built once: statements that use them are cached by the
+    scope's name, and each request supplies only the parameter values.
+    """
+
+    name: str
     #: Row conditions by resource name; a root row failing them does not exist (404).
-    visible: dict[str, list[ColumnElement[bool]]] = field(default_factory=dict)
+    visible: Conditions = field(default_factory=dict)
     #: Row conditions by resource name; a root row failing them is forbidden (403).
-    permitted: dict[str, list[ColumnElement[bool]]] = field(default_factory=dict)
+    permitted: Conditions = field(default_factory=dict)
     hidden_fields: frozenset[tuple[str, str]] = frozenset()
     redact_permissions: bool = False
 
-    def filters(self, resource: str) -> list[ColumnElement[bool]]:
+    def filters(self, resource: str) -> tuple[ColumnElement[bool], ...]:
         """Every condition rows of ``resource`` must meet to appear in a response."""
-        return [*self.visible.get(resource, ()), *self.permitted.get(resource, ())]
+        return (*self.visible.get(resource, ()), *self.permitted.get(resource, ()))
 
-    def permitted_condition(self, resource: str) -> ColumnElement[bool]:
-        """The 403 condition of ``resource`` as one expression."""
-        conditions = self.permitted.get(resource)
+
+@dataclass(frozen=True)
+class Access:
+    """The decision for one request: provider, mode, scope and its parameter values."""
+
+    provider_id: int
+    mode: Mode
+    scope: Scope
+    params: Mapping[str, int]
+
+    def filters(self, resource: str) -> tuple[ColumnElement[bool], ...]:
+        """Every condition rows of ``resource`` must meet to appear in a response."""
+        return self.scope.filters(resource)
+
+    def visible(self, resource: str) -> tuple[ColumnElement[bool], ...]:
+        """The 404 conditions of ``resource``."""
+        return self.scope.visible.get(resource, ())
+
+    @staticmethod
+    def permitted_in(scope: Scope, resource: str) -> ColumnElement[bool]:
+        """The 403 condition of ``resource`` under ``scope`` as one expression."""
+        conditions = scope.permitted.get(resource)
         return and_(*conditions) if conditions else true()
+
+    @property
+    def hidden_fields(self) -> frozenset[tuple[str, str]]:
+        return self.scope.hidden_fields
+
+    @property
+    def redact_permissions(self) -> bool:
+        return self.scope.redact_permissions
 
 
 def _header_int(value: str) -> int:
@@ -144,33 +182,19 @@ def resolve(principal: Principal, provider_header: str | None, mode_header: str 
     return _customer_access(provider_id, customer.id)
 
 
-def _provider_access(
-    provider_id: int, permissions: frozenset[str], staff_profile_id: int | None
-) -> Access:
-    if permissions & FULL_READ:
-        return Access(provider_id, "provider")
-    if permissions & INSTRUCTOR_READ and staff_profile_id is not None:
-        instructs = exists(
-            select(m.course_session_instructors.c.course_session_id)
-            .join(
-                m.instructors,
-                m.instructors.c.id == m.course_session_instructors.c.instructor_id,
-            )
-            .where(
-                m.course_session_instructors.c.course_session_id == _cs.c.id,
-                m.instructors.c.staff_profile_id == staff_profile_id,
-            )
+def _instructs() -> ColumnElement[bool]:
+    """The session is taught by the requesting staff profile."""
+    return exists(
+        select(m.course_session_instructors.c.course_session_id)
+        .join(m.instructors, m.instructors.c.id == m.course_session_instructors.c.instructor_id)
+        .where(
+            m.course_session_instructors.c.course_session_id == _cs.c.id,
+            m.instructors.c.staff_profile_id == STAFF_PROFILE_ID,
         )
-        return Access(provider_id, "provider", permitted={"course_session": [instructs]})
-    raise ApiError(
-        403,
-        "permission_denied",
-        "Requires one of: manage_events, attendances, instructor_manage_events, "
-        "instructor_attendances, developer.",
     )
 
 
-def customer_visible_sessions(customer_profile_id: int) -> ColumnElement[bool]:
+def customer_visible_sessions() -> ColumnElement[bool]:
     """Sessions a customer may see: published course, live offering type they may book."""
     ot = m.offering_types
     holds_membership = exists(
@@ -181,7 +205,7 @@ def customer_visible_sessions(customer_profile_id: int) -> ColumnElement[bool]:
         )
         .where(
             m.offering_type_memberships.c.offering_type_id == ot.c.id,
-            m.customer_memberships.c.customer_profile_id == customer_profile_id,
+            m.customer_memberships.c.customer_profile_id == CUSTOMER_PROFILE_ID,
             m.customer_memberships.c.active.is_(True),
         )
     )
@@ -200,18 +224,39 @@ def customer_visible_sessions(customer_profile_id: int) -> ColumnElement[bool]:
     return _cs.c.course_id.in_(visible_courses.correlate(None))
 
 
-def _customer_access(provider_id: int, customer_profile_id: int) -> Access:
-    visible: dict[str, list[Any]] = {
-        "course_session": [customer_visible_sessions(customer_profile_id)],
-        "membership": [
+STAFF = Scope("staff")
+INSTRUCTOR = Scope("instructor", permitted={"course_session": (_instructs(),)})
+CUSTOMER = Scope(
+    "customer",
+    visible={
+        "course_session": (customer_visible_sessions(),),
+        "membership": (
             m.memberships.c.visible_to_customers.is_(True),
             m.memberships.c.is_draft.is_(False),
-        ],
-    }
-    return Access(
-        provider_id,
-        "customer",
-        visible=visible,
-        hidden_fields=CUSTOMER_HIDDEN_FIELDS,
-        redact_permissions=True,
+        ),
+    },
+    hidden_fields=CUSTOMER_HIDDEN_FIELDS,
+    redact_permissions=True,
+)
+
+
+def _provider_access(
+    provider_id: int, permissions: frozenset[str], staff_profile_id: int | None
+) -> Access:
+    params = {PROVIDER_ID.key: provider_id}
+    if permissions & FULL_READ:
+        return Access(provider_id, "provider", STAFF, params)
+    if permissions & INSTRUCTOR_READ and staff_profile_id is not None:
+        params[STAFF_PROFILE_ID.key] = staff_profile_id
+        return Access(provider_id, "provider", INSTRUCTOR, params)
+    raise ApiError(
+        403,
+        "permission_denied",
+        "Requires one of: manage_events, attendances, instructor_manage_events, "
+        "instructor_attendances, developer.",
     )
+
+
+def _customer_access(provider_id: int, customer_profile_id: int) -> Access:
+    params = {PROVIDER_ID.key: provider_id, CUSTOMER_PROFILE_ID.key: customer_profile_id}
+    return Access(provider_id, "customer", CUSTOMER, params)

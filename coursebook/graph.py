@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, Table, func, select
+from sqlalchemy import ColumnElement, Select, Table, func, or_, select
 
 from coursebook import models as m
 
@@ -302,7 +302,8 @@ _attending_count = (
     select(func.count())
     .where(
         m.attendances.c.course_session_id == _cs.c.id,
-        m.attendances.c.status.in_(m.ATTENDING_STATUSES),
+        # Equalities rather than IN: no expanding parameter to render on every execution.
+        or_(*(m.attendances.c.status == status for status in m.ATTENDING_STATUSES)),
     )
     .scalar_subquery()
 )

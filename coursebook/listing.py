@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Select, exists, select
 
 from coursebook import models as m
-from coursebook.access import Access
+from coursebook.access import PROVIDER_ID, Access
 from coursebook.errors import invalid
 from coursebook.graph import RESOURCES, Resource
 
@@ -140,7 +140,7 @@ def readable_ids(parent: str, ids: list[int], access: Access) -> Select[Any]:
         resource.table.c.id.in_(ids), *access.filters(parent)
     )
     if resource.provider_column is not None:
-        statement = statement.where(resource.provider_column == access.provider_id)
+        statement = statement.where(resource.provider_column == PROVIDER_ID)
     # Never correlate with the listed rows' own FROM (a course list joins courses too).
     return statement.correlate(None)
 

@@ -3,6 +3,10 @@
 The loader receives a compiled ``Projection`` and the request's ``Access`` decision;
 it never reads the request. Every object a response will render is counted against
 the expansion budget while loading, so an oversized request fails before rendering.
+
+Statements are built once per (relation, access scope) with bound parameters and
+kept: a request only supplies the keys, so SQLAlchemy neither rebuilds nor
+re-keys them on the hot path.
 """
 
 from __future__ import annotations
@@ -12,14 +16,52 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, Select
+from sqlalchemy import BindParameter, Connection, Integer, bindparam
 
-from coursebook.access import Access
+from coursebook.access import PROVIDER_ID, Access, Scope
 from coursebook.errors import ApiError
-from coursebook.graph import RESOURCES, Field, Resource, Row
+from coursebook.graph import RESOURCES, Field, Row
 from coursebook.projection import Projection
+from coursebook.query import Query
 
 PARENT = "_parent"
+KEYS: BindParameter[Any] = bindparam("keys", expanding=True)
+LIMIT = bindparam("limit", type_=Integer)
+
+_queries: dict[tuple[int, str], Query] = {}
+
+
+def relation_query(relation_field: Field, scope: Scope) -> Query:
+    """The query loading ``relation_field``'s targets under ``scope`` (cached).
+
+    It takes the parent keys as ``keys`` and, for to-many relations, a row ``limit``.
+    """
+    cache_key = (id(relation_field), scope.name)
+    query = _queries.get(cache_key)
+    if query is not None:
+        return query
+    relation = relation_field.relation
+    assert relation is not None
+    target = RESOURCES[relation.target]
+    table = target.table
+    statement = target.statement.order_by(*target.order_by).where(*scope.filters(target.name))
+    if target.provider_column is not None:
+        statement = statement.where(target.provider_column == PROVIDER_ID)
+    if not relation.many:
+        statement = statement.where(table.c.id.in_(KEYS))
+    elif relation.through is not None:
+        link = relation.through.table
+        statement = (
+            statement.add_columns(link.c[relation.through.parent].label(PARENT))
+            .join(link, link.c[relation.through.child] == table.c.id)
+            .where(link.c[relation.through.parent].in_(KEYS))
+            .limit(LIMIT)
+        )
+    else:
+        assert relation.foreign_key is not None
+        statement = statement.where(table.c[relation.foreign_key].in_(KEYS)).limit(LIMIT)
+    query = _queries[cache_key] = Query(statement)
+    return query
 
 
 @dataclass(slots=True)
@@ -51,16 +93,7 @@ class Loader:
     access: Access
     budget: int
     base_url: str
-    statements: int = 0
     rendered: int = 0
-
-    def fetch(self, resource: Resource, statement: Select[Any]) -> list[Row]:
-        """Run a resource's statement under the access filters for that resource."""
-        if resource.provider_column is not None:
-            statement = statement.where(resource.provider_column == self.access.provider_id)
-        statement = statement.where(*self.access.filters(resource.name))
-        self.statements += 1
-        return list(self.conn.execute(statement).mappings())
 
     def load(
         self, projection: Projection, rows: Sequence[Row], counts: dict[Any, int], path: str = ""
@@ -93,6 +126,16 @@ class Loader:
                 },
             )
 
+    def _fetch(
+        self, relation_field: Field, keys: set[Any], limit: int | None
+    ) -> list[dict[str, Any]]:
+        if not keys:
+            return []
+        params: dict[str, Any] = {**self.access.params, KEYS.key: sorted(keys)}
+        if limit is not None:
+            params[LIMIT.key] = limit
+        return relation_query(relation_field, self.access.scope).rows(self.conn, params)
+
     def _load_relation(
         self,
         relation_field: Field,
@@ -103,14 +146,11 @@ class Loader:
     ) -> Related:
         relation = relation_field.relation
         assert relation is not None
-        target = RESOURCES[relation.target]
-        table = target.table
-        statement = target.statement.order_by(*target.order_by)
         child_counts: dict[Any, int] = defaultdict(int)
         if not relation.many:
             assert relation.key is not None
             keys = {row[relation.key] for row in rows if row[relation.key] is not None}
-            loaded = self._fetch_in(target, statement, table.c.id, keys)
+            loaded = self._fetch(relation_field, keys, None)
             by_id = {row["id"]: row for row in loaded}
             for row in rows:
                 if row[relation.key] in by_id:
@@ -118,25 +158,14 @@ class Loader:
             self.spend(sum(child_counts.values()), path)
             return Related(child, False, by_id, self.load(child, loaded, child_counts, path + "."))
 
-        if relation.through is not None:
-            link = relation.through.table
-            statement = statement.add_columns(link.c[relation.through.parent].label(PARENT)).join(
-                link, link.c[relation.through.child] == table.c.id
-            )
-            parent_column: ColumnElement[Any] = link.c[relation.through.parent]
-            parent_key = PARENT
-        else:
-            assert relation.foreign_key is not None
-            parent_column = table.c[relation.foreign_key]
-            parent_key = relation.foreign_key
+        parent_key = PARENT if relation.through is not None else relation.foreign_key
+        assert parent_key is not None
         url = None
         if relation_field.collection is not None and len(rows) == 1:
             url = relation_field.collection(rows[0])
         # Never fetch more rows than the budget could still render.
         remaining = max(self.budget - self.rendered, 0)
-        loaded = self._fetch_in(
-            target, statement.limit(remaining + 1), parent_column, {row["id"] for row in rows}
-        )
+        loaded = self._fetch(relation_field, {row["id"] for row in rows}, remaining + 1)
         by_parent: dict[Any, list[Row]] = defaultdict(list)
         unique: dict[Any, Row] = {}
         for row in loaded:
@@ -146,14 +175,3 @@ class Loader:
         self.spend(max(sum(child_counts.values()), len(loaded)), path, url)
         level = self.load(child, list(unique.values()), child_counts, path + ".")
         return Related(child, True, by_parent, level)
-
-    def _fetch_in(
-        self,
-        resource: Resource,
-        statement: Select[Any],
-        column: ColumnElement[Any],
-        keys: set[Any],
-    ) -> list[Row]:
-        if not keys:
-            return []
-        return self.fetch(resource, statement.where(column.in_(sorted(keys))))

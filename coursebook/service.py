@@ -5,20 +5,40 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, Integer, bindparam, func, select
 
-from coursebook.access import Access
+from coursebook.access import PROVIDER_ID, Access, Scope
 from coursebook.errors import ApiError, not_found
 from coursebook.graph import COURSE_SESSION, RenderContext
 from coursebook.listing import Listing, ListQuery
 from coursebook.loader import Loader
 from coursebook.models import course_sessions
 from coursebook.projection import Projection
+from coursebook.query import Query
 from coursebook.render import render
 
 #: The largest id the database can hold; anything above cannot exist.
 MAX_ID = 2**63 - 1
 PERMITTED = "_permitted"
+
+
+SESSION_ID = bindparam("session_id", type_=Integer)
+_retrieve_queries: dict[str, Query] = {}
+
+
+def _retrieve_query(scope: Scope) -> Query:
+    """The root query of a retrieve under ``scope``, built once per scope."""
+    query = _retrieve_queries.get(scope.name)
+    if query is None:
+        statement = COURSE_SESSION.statement.add_columns(
+            Access.permitted_in(scope, COURSE_SESSION.name).label(PERMITTED)
+        ).where(
+            course_sessions.c.id == SESSION_ID,
+            course_sessions.c.provider_id == PROVIDER_ID,
+            *scope.visible.get(COURSE_SESSION.name, ()),
+        )
+        query = _retrieve_queries[scope.name] = Query(statement)
+    return query
 
 
 def retrieve_course_session(
@@ -33,16 +53,10 @@ def retrieve_course_session(
     """The rendered course session ``session_id``; 404 when not visible, 403 when forbidden."""
     if not 0 < session_id <= MAX_ID:
         raise not_found()
-    statement = COURSE_SESSION.statement.add_columns(
-        access.permitted_condition(COURSE_SESSION.name).label(PERMITTED)
-    ).where(
-        course_sessions.c.id == session_id,
-        course_sessions.c.provider_id == access.provider_id,
-        *access.visible.get(COURSE_SESSION.name, ()),
-    )
-    row = conn.execute(statement).mappings().first()
-    if row is None:
+    rows = _retrieve_query(access.scope).rows(conn, {**access.params, SESSION_ID.key: session_id})
+    if not rows:
         raise not_found()
+    row = rows[0]
     if not row[PERMITTED]:
         raise ApiError(
             403, "permission_denied", "You may only read the course sessions you instruct."
@@ -75,18 +89,20 @@ def list_resources(
     resource = listing.resource
     statement = resource.statement.where(*access.filters(resource.name), *query.conditions)
     if resource.provider_column is not None:
-        statement = statement.where(resource.provider_column == access.provider_id)
+        statement = statement.where(resource.provider_column == PROVIDER_ID)
     count = conn.execute(
         select(func.count()).select_from(
             statement.with_only_columns(resource.table.c.id).subquery()
-        )
+        ),
+        access.params,
     ).scalar_one()
     offset = (query.page - 1) * query.page_size
     if offset >= count:
         return Page(count, [])
     rows = list(
         conn.execute(
-            statement.order_by(*query.order_by).limit(query.page_size).offset(offset)
+            statement.order_by(*query.order_by).limit(query.page_size).offset(offset),
+            access.params,
         ).mappings()
     )
     loader = Loader(conn, access, budget, ctx.base_url)
