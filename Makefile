@@ -6,25 +6,30 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test lint clean
+.PHONY: run test lint bench clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "coursebook needs Python 3.11 or newer: set PYTHON=python3.11")'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
 	@touch $(STAMP)
 
 run: $(STAMP)
 	$(BIN)/coursebook serve --demo
 
 lint: $(STAMP)
-	$(BIN)/ruff check coursebook tests
-	$(BIN)/ruff format --check coursebook tests
+	$(BIN)/ruff check coursebook tests bench
+	$(BIN)/ruff format --check coursebook tests bench
 	$(BIN)/mypy
 
 test: lint
 	$(BIN)/pytest
+
+# `make bench` (about 10 minutes: datasets, 1 and 2 workers); `make bench QUICK=1` for a
+# one-minute run; `PROFILE=1` also saves R1/R2 profiles to var/bench/profiles/.
+bench: $(STAMP)
+	$(BIN)/python -m bench.run $(if $(QUICK),--quick) $(if $(PROFILE),--profile)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache .hypothesis

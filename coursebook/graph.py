@@ -107,8 +107,8 @@ class Resource:
 def iso_datetime(value: datetime) -> str:
     """RFC 3339 in UTC with milliseconds and ``Z``, as TeamUp writes date-times."""
     if value.tzinfo is not None:
-        value = value.astimezone(UTC)
-    return f"{value:%Y-%m-%dT%H:%M:%S}.{value.microsecond // 1000:03d}Z"
+        value = value.astimezone(UTC).replace(tzinfo=None)
+    return value.isoformat(timespec="milliseconds") + "Z"
 
 
 def iso_date(value: date | None) -> str | None:

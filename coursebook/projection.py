@@ -10,13 +10,28 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import NamedTuple
 
 from coursebook.errors import ApiError, invalid
-from coursebook.graph import RESOURCES, Field, Resource
+from coursebook.graph import RESOURCES, Field, Getter, Resource
 
 MAX_DEPTH = 4
 MAX_PARAMETER_LENGTH = 4096
 MAX_ITEMS = 256
+
+#: How a step renders: a value read off the row, or loaded object(s).
+VALUE, ONE, MANY = 0, 1, 2
+
+
+class Step(NamedTuple):
+    """One field of a rendering plan."""
+
+    kind: int
+    name: str
+    get: Getter | None
+    omit_if_none: bool
+    key: str | None
+
 
 # A parsed parameter: name -> subtree. In ``fields`` a ``None`` subtree means "whole".
 Tree = dict[str, "Tree | None"]
@@ -29,6 +44,8 @@ class Projection:
     resource: Resource
     fields: tuple[Field, ...]
     children: tuple[tuple[Field, Projection], ...]
+    #: The rendering plan: one ``Step`` per field, decided once when compiling.
+    steps: tuple[Step, ...] = ()
 
     def walk(self) -> list[tuple[str, Projection]]:
         """Every projection in the tree with its dotted path (root first)."""
@@ -141,7 +158,23 @@ def _build(resource: Resource, expand: Tree, fields: Tree | None) -> Projection:
         if field.deferred or sub_expand is not None or sub_fields is not None:
             target = RESOURCES[field.relation.target]
             children.append((field, _build(target, sub_expand or {}, sub_fields)))
-    return Projection(resource, tuple(chosen), tuple(children))
+    loaded = {field.name for field, _ in children}
+    steps = tuple(
+        Step(
+            ONE
+            if field.name in loaded and relation and not relation.many
+            else MANY
+            if field.name in loaded
+            else VALUE,
+            field.name,
+            field.get,
+            field.omit_if_none,
+            relation.key if relation else None,
+        )
+        for field in chosen
+        for relation in (field.relation,)
+    )
+    return Projection(resource, tuple(chosen), tuple(children), steps)
 
 
 @lru_cache(maxsize=4096)

@@ -1,0 +1,547 @@
+"""The benchmark suite: throughput, latency, SQL statements and memory, against a ceiling.
+
+``make bench`` runs it: it builds the demo datasets (small, and large with over a
+million course sessions), serves each with ``coursebook serve`` at 1 and 2 workers,
+drives every scenario with wrk at 32 connections, and measures the ceiling (a
+minimal ASGI app answering a fixed course-session body, same server, same workers,
+same connections) in the same run. It prints a table and writes
+``docs/performance.md`` from it; nothing in that file is typed by hand.
+
+    python -m bench.run [--quick] [--profile] [--duration S] [--output FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import re
+import shutil
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT / "var" / "bench"
+PROFILES = ROOT / "var" / "bench" / "profiles"
+BIN = Path(sys.executable).parent
+CONNECTIONS = 32
+
+FULL_EXPANSION = ",".join(
+    [
+        "venue.venue_rooms",
+        "instructors.availability_schedules",
+        "instructors.icalendar_links",
+        "course.offering_type.category",
+        "course.offering_type.instructors.availability_schedules",
+        "course.offering_type.memberships",
+        "course.offering_type.registration_timelines",
+        "course.offering_type.availability_schedule_offering_types",
+        "course.course_sessions",
+    ]
+)
+
+#: name -> (description, query string or list path template)
+SCENARIOS: dict[str, tuple[str, str]] = {
+    "R1": ("plain retrieve", ""),
+    "R2": ("full expansion", f"expand={FULL_EXPANSION}"),
+    "R3": ("sparse fields", "fields=id,name,starts_at,venue.name,instructors.name"),
+    "R4": ("R2 as XML", f"expand={FULL_EXPANSION}&format=xml"),
+    "R5": ("list, 100 a page", "page_size=100&expand=venue,instructors"),
+}
+
+
+@dataclass
+class Result:
+    """One wrk run."""
+
+    scenario: str
+    dataset: str
+    workers: int
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+    statements: float | None = None
+    ratio: float | None = None
+
+
+@dataclass
+class Config:
+    """A dataset served with a number of workers: its results and worker memory."""
+
+    dataset: str
+    workers: int
+    results: dict[str, Result] = field(default_factory=dict)
+    peak_mb: float = 0.0
+
+
+def log(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def ensure_wrk() -> str:
+    """The wrk binary; installed from Debian's packages when missing and we are root."""
+    found = shutil.which("wrk")
+    if found:
+        return found
+    if os.geteuid() == 0 and shutil.which("apt-get"):
+        log("wrk is missing: installing it with apt-get")
+        subprocess.run(["apt-get", "update", "-qq"], check=True)
+        subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], check=True)
+        found = shutil.which("wrk")
+    if not found:
+        sys.exit("bench: wrk is needed (Debian/Ubuntu: sudo apt-get install wrk)")
+    return found
+
+
+def dataset(scale: str) -> tuple[Path, dict[str, Any]]:
+    """The SQLite file and manifest of a demo dataset, generated once and kept."""
+    DATA.mkdir(parents=True, exist_ok=True)
+    database = DATA / f"{scale}.sqlite3"
+    manifest_path = DATA / f"{scale}-manifest.json"
+    if not manifest_path.exists():
+        for stale in DATA.glob(f"{scale}.sqlite3*"):
+            stale.unlink()
+        log(f"generating the {scale} dataset (kept in {database.relative_to(ROOT)})")
+        started = time.monotonic()
+        subprocess.run(
+            [
+                BIN / "coursebook",
+                "demo",
+                "--scale",
+                scale,
+                "--seed",
+                "42",
+                "--manifest",
+                str(manifest_path),
+            ],
+            env={**os.environ, "COURSEBOOK_DATABASE_URL": f"sqlite:///{database}"},
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+        log(f"{scale} dataset ready in {time.monotonic() - started:.0f} s")
+    manifest: dict[str, Any] = json.loads(manifest_path.read_text())
+    return database, manifest
+
+
+def session_count(database: Path) -> int:
+    with sqlite3.connect(database) as conn:
+        return int(conn.execute("SELECT count(*) FROM course_sessions").fetchone()[0])
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_ready(port: int, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            sys.exit(f"bench: the server on port {port} exited")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
+                sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n")
+                if sock.recv(64).startswith(b"HTTP/1.1 200"):
+                    return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    sys.exit(f"bench: the server on port {port} did not become ready")
+
+
+@contextmanager
+def serving(command: list[str], env: dict[str, str], port: int) -> Iterator[int]:
+    """Run a server until the block ends; yields its process id."""
+    process = subprocess.Popen(
+        command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT
+    )
+    try:
+        wait_ready(port, process)
+        yield process.pid
+    finally:
+        process.terminate()
+        process.wait(20)
+
+
+def worker_pids(pid: int) -> list[int]:
+    """The processes serving requests: the children of uvicorn's supervisor, or itself."""
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return [pid]
+    return [int(child) for child in children] or [pid]
+
+
+def peak_rss_mb(pid: int) -> float:
+    """The peak resident memory (VmHWM) of a process, in MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+_LATENCY = re.compile(r"^\s+(50|99)%\s+([\d.]+)(us|ms|s)\s*$", re.M)
+_UNIT = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+
+
+def run_wrk(wrk: str, url: str, paths: Path, token: str | None, seconds: int) -> dict[str, float]:
+    """Requests per second, p50/p99 latency and non-2xx count of one wrk run."""
+    command = [
+        wrk,
+        "-t2",
+        f"-c{CONNECTIONS}",
+        f"-d{seconds}s",
+        "--latency",
+        "-s",
+        str(Path(__file__).with_name("paths.lua")),
+    ]
+    if token:
+        command += ["-H", f"Authorization: Bearer {token}"]
+    command += [url, "--", str(paths)]
+    output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    latency = {q: float(v) * _UNIT[u] for q, v, u in _LATENCY.findall(output)}
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", output)
+    errors = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", output)
+    socket_errors = re.search(r"Socket errors: .*", output)
+    if rps is None or "50" not in latency:
+        sys.exit(f"bench: could not read wrk's output:\n{output}")
+    return {
+        "rps": float(rps.group(1)),
+        "p50": latency["50"],
+        "p99": latency["99"],
+        "errors": float(errors.group(1) if errors else 0) + (1 if socket_errors else 0),
+    }
+
+
+def scenario_paths(name: str, manifest: dict[str, Any], count: int) -> list[str]:
+    """The request paths of a scenario: many different sessions, or many pages."""
+    query = SCENARIOS[name][1]
+    if name == "R5":
+        pages = max(1, min(count // 100, 200))
+        return [f"/api/v2/course_sessions?{query}&page={page}" for page in range(1, pages + 1)]
+    ids = manifest["course_sessions"]["main"]
+    suffix = f"?{query}" if query else ""
+    return [f"/api/v2/course_sessions/{session_id}{suffix}" for session_id in ids]
+
+
+def count_statements(database: Path, token: str, paths: list[str]) -> float:
+    """Average SQL statements per request, counted by the engine's event counter."""
+    from coursebook.app import create_app
+    from coursebook.db import StatementCounter
+    from coursebook.settings import Settings
+
+    app = create_app(Settings(database_url=f"sqlite:///{database}", log_level="warning"))
+    counter = StatementCounter(app.engine)
+    sample = paths[:: max(1, len(paths) // 25)][:25]
+
+    async def call(path: str) -> int:
+        raw_path, _, query = path.partition("?")
+        scope = {
+            "type": "http",
+            "method": "GET",
+            "path": raw_path,
+            "scheme": "http",
+            "query_string": query.encode(),
+            "server": ("127.0.0.1", 80),
+            "headers": [(b"host", b"bench"), (b"authorization", f"Bearer {token}".encode())],
+        }
+        status = 0
+
+        async def receive() -> dict[str, Any]:
+            return {"type": "http.request", "body": b""}
+
+        async def send(message: dict[str, Any]) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+
+        await app(scope, receive, send)
+        return status
+
+    before = counter.count
+    for path in sample:
+        if asyncio.run(call(path)) != 200:
+            sys.exit(f"bench: {path} did not answer 200")
+    app.engine.dispose()
+    return (counter.count - before) / len(sample)
+
+
+def profile(database: Path, token: str, paths: dict[str, list[str]]) -> None:
+    """Save pyinstrument profiles of R1 and R2 (HTML) for the next optimisation."""
+    from pyinstrument import Profiler
+
+    from coursebook.app import _parse_request, create_app
+    from coursebook.formats import negotiate
+    from coursebook.settings import Settings
+
+    app = create_app(Settings(database_url=f"sqlite:///{database}", log_level="warning"))
+    PROFILES.mkdir(parents=True, exist_ok=True)
+    for name in ("R1", "R2"):
+        requests = []
+        for path in paths[name][:200]:
+            raw_path, _, query = path.partition("?")
+            scope = {
+                "method": "GET",
+                "path": raw_path,
+                "query_string": query.encode(),
+                "headers": [(b"host", b"bench"), (b"authorization", f"Bearer {token}".encode())],
+                "scheme": "http",
+                "server": ("127.0.0.1", 80),
+            }
+            requests.append(_parse_request(scope, None))
+        profiler = Profiler(interval=0.0002)
+        profiler.start()
+        for _ in range(5 if name == "R2" else 25):
+            for request in requests:
+                app.handle(request, negotiate(request.last("format"), None))
+        profiler.stop()
+        target = PROFILES / f"{name}.html"
+        target.write_text(profiler.output_html())
+        log(f"profile of {name} written to {target.relative_to(ROOT)}")
+    app.engine.dispose()
+
+
+def measure(wrk: str, scale: str, workers: int, seconds: int, do_profile: bool) -> Config:
+    database, manifest = dataset(scale)
+    token = manifest["tokens"]["admin"]
+    count = session_count(database)
+    config = Config(f"{scale} ({count:,} sessions)", workers)
+    paths = {name: scenario_paths(name, manifest, count) for name in SCENARIOS}
+    env = {
+        **os.environ,
+        "COURSEBOOK_DATABASE_URL": f"sqlite:///{database}",
+        "COURSEBOOK_LOG_LEVEL": "warning",
+    }
+    DATA.mkdir(parents=True, exist_ok=True)
+
+    port = free_port()
+    server = [str(BIN / "coursebook"), "serve", "--port", str(port), "--workers", str(workers)]
+    with serving(server, env, port) as pid:
+        base = f"http://127.0.0.1:{port}"
+        body_file = DATA / "ceiling-body.json"
+        with socket.create_connection(("127.0.0.1", port)) as sock:
+            first = paths["R1"][0]
+            sock.sendall(
+                f"GET {first} HTTP/1.1\r\nHost: bench\r\nAuthorization: Bearer "
+                f"{token}\r\nConnection: close\r\n\r\n".encode()
+            )
+            response = b""
+            while chunk := sock.recv(65536):
+                response += chunk
+        body_file.write_bytes(response.split(b"\r\n\r\n", 1)[1])
+        for name in SCENARIOS:
+            path_file = DATA / f"paths-{name}.txt"
+            path_file.write_text("\n".join(paths[name]) + "\n")
+            run_wrk(wrk, base, path_file, token, 2)  # warm-up
+            measured = run_wrk(wrk, base, path_file, token, seconds)
+            config.results[name] = Result(
+                name,
+                config.dataset,
+                workers,
+                measured["rps"],
+                measured["p50"],
+                measured["p99"],
+                int(measured["errors"]),
+            )
+            log(
+                f"{scale} x{workers} {name}: {measured['rps']:.0f} req/s, "
+                f"p99 {measured['p99']:.1f} ms, non-2xx {int(measured['errors'])}"
+            )
+        config.peak_mb = max(peak_rss_mb(worker) for worker in worker_pids(pid))
+
+    port = free_port()
+    ceiling = [
+        str(BIN / "uvicorn"),
+        "bench.ceiling:app",
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+        "--loop",
+        "uvloop",
+        "--http",
+        "httptools",
+        "--no-access-log",
+        "--log-level",
+        "warning",
+    ]
+    with serving(ceiling, {**env, "CEILING_BODY_FILE": str(body_file)}, port):
+        path_file = DATA / "paths-ceiling.txt"
+        path_file.write_text("/\n")
+        run_wrk(wrk, f"http://127.0.0.1:{port}", path_file, None, 2)
+        measured = run_wrk(wrk, f"http://127.0.0.1:{port}", path_file, None, seconds)
+        config.results["ceiling"] = Result(
+            "ceiling",
+            config.dataset,
+            workers,
+            measured["rps"],
+            measured["p50"],
+            measured["p99"],
+            int(measured["errors"]),
+        )
+        log(f"{scale} x{workers} ceiling: {measured['rps']:.0f} req/s")
+
+    ceiling_rps = config.results["ceiling"].rps
+    for name in SCENARIOS:
+        result = config.results[name]
+        result.ratio = result.rps / ceiling_rps
+        result.statements = count_statements(database, token, paths[name])
+    if do_profile and workers == 1:
+        profile(database, token, paths)
+    return config
+
+
+def targets(configs: list[Config]) -> list[tuple[str, bool, str]]:
+    """Each target of the benchmark issue, whether this run meets it, and the figures."""
+    one = [c for c in configs if c.workers == 1]
+    checks: list[tuple[str, bool, str]] = []
+    for config in one:
+        r = config.results
+        ratio = {name: r[name].ratio or 0.0 for name in SCENARIOS}
+        label = config.dataset
+        checks += [
+            (f"{label}: R1 >= 35% of the ceiling", ratio["R1"] >= 0.35, f"{ratio['R1']:.1%}"),
+            (f"{label}: R1 p99 < 10 ms", r["R1"].p99_ms < 10, f"{r['R1'].p99_ms:.1f} ms"),
+            (f"{label}: R2 >= 5% of the ceiling", ratio["R2"] >= 0.05, f"{ratio['R2']:.1%}"),
+            (
+                f"{label}: R3 >= R1",
+                r["R3"].rps >= r["R1"].rps,
+                f"{r['R3'].rps:.0f} vs {r['R1'].rps:.0f} req/s",
+            ),
+            (
+                f"{label}: R4 >= 60% of R2",
+                r["R4"].rps >= 0.6 * r["R2"].rps,
+                f"{r['R4'].rps / r['R2'].rps:.0%}",
+            ),
+            (f"{label}: R5 >= 1% of the ceiling", ratio["R5"] >= 0.01, f"{ratio['R5']:.1%}"),
+            (
+                f"{label}: R1 at most 3 statements",
+                (r["R1"].statements or 0) <= 3,
+                f"{r['R1'].statements:.1f}",
+            ),
+        ]
+    if len(one) == 2:
+        small, large = one
+        for name in ("R1", "R2"):
+            a, b = small.results[name].rps, large.results[name].rps
+            checks.append((f"large within 15% of small for {name}", b >= 0.85 * a, f"{b / a:.0%}"))
+    peak = max(c.peak_mb for c in configs)
+    checks.append(("peak memory < 150 MB per worker", peak < 150, f"{peak:.0f} MB"))
+    for config in configs:
+        errors = sum(result.errors for result in config.results.values())
+        if errors:
+            checks.append(
+                (
+                    f"{config.dataset} x{config.workers}: no error answers",
+                    False,
+                    f"{errors} non-2xx",
+                )
+            )
+    return checks
+
+
+def machine() -> str:
+    model = "unknown CPU"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            model = line.split(":", 1)[1].strip()
+            break
+    wrk_version = subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.split()
+    return (
+        f"{os.cpu_count()} cores ({model}), {platform.system()} {platform.release()}; "
+        f"Python {platform.python_version()}, uvicorn {version('uvicorn')}, "
+        f"SQLAlchemy {version('SQLAlchemy')}, SQLite {sqlite3.sqlite_version}, "
+        f"orjson {version('orjson')}, wrk {wrk_version[1] if len(wrk_version) > 1 else '?'}"
+    )
+
+
+def report(configs: list[Config], checks: list[tuple[str, bool, str]], command: str) -> str:
+    lines = [
+        "# Performance",
+        "",
+        f"Written by `{command}` on {datetime.now(UTC):%Y-%m-%d %H:%M} UTC; do not edit by hand.",
+        "",
+        f"Machine: {machine()}.",
+        "",
+        f"Load: wrk, 2 threads, {CONNECTIONS} connections, each request a different session "
+        "id (R1-R4) or page (R5), on the same machine as the server. SQL statements are "
+        "counted per request by the engine's event counter on the same code path. Ratios "
+        "are to the ceiling: a minimal ASGI app answering a fixed course-session body, served "
+        "by the same uvicorn with the same workers, measured in the same run.",
+        "",
+        "| dataset | workers | scenario | req/s | ratio to ceiling | p50 ms | p99 ms "
+        "| SQL statements | non-2xx |",
+        "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for config in configs:
+        for name, result in config.results.items():
+            description = "ceiling" if name == "ceiling" else f"{name} {SCENARIOS[name][0]}"
+            ratio = "1" if name == "ceiling" else f"{result.ratio:.1%}"
+            statements = "" if result.statements is None else f"{result.statements:.1f}"
+            lines.append(
+                f"| {config.dataset} | {config.workers} | {description} | {result.rps:,.0f} "
+                f"| {ratio} | {result.p50_ms:.2f} | {result.p99_ms:.2f} | {statements} "
+                f"| {result.errors} |"
+            )
+    lines += ["", "Peak memory (VmHWM) per worker after each configuration:", ""]
+    lines += [f"- {c.dataset}, {c.workers} worker(s): {c.peak_mb:.0f} MB" for c in configs]
+    lines += ["", "## Targets", "", "| target | met | this run |", "| --- | --- | --- |"]
+    lines += [f"| {name} | {'yes' if ok else 'no'} | {figure} |" for name, ok, figure in checks]
+    lines += [
+        "",
+        "Scenarios: R1 plain retrieve; R2 the full expansion "
+        f"(`expand={FULL_EXPANSION}`); R3 `fields=id,name,starts_at,venue.name,"
+        "instructors.name`; R4 R2 as XML; R5 `/api/v2/course_sessions?page_size=100&"
+        "expand=venue,instructors`.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small dataset, 1 worker, 3 s runs")
+    parser.add_argument("--profile", action="store_true", help="save R1/R2 profiles")
+    parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
+    parser.add_argument(
+        "--output",
+        type=Path,
+        help="default: docs/performance.md, or var/bench/performance-quick.md with --quick",
+    )
+    args = parser.parse_args()
+    output = args.output or (
+        DATA / "performance-quick.md" if args.quick else ROOT / "docs" / "performance.md"
+    )
+    wrk = ensure_wrk()
+    if args.quick:
+        plan, seconds = [("small", 1)], 3
+    else:
+        plan = [("small", 1), ("large", 1), ("small", 2), ("large", 2)]
+        seconds = args.duration
+    started = time.monotonic()
+    configs = [measure(wrk, scale, workers, seconds, args.profile) for scale, workers in plan]
+    checks = targets(configs)
+    command = "make bench" + (" (--quick)" if args.quick else "")
+    text = report(configs, checks, command)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(text)
+    print(text)
+    log(f"done in {time.monotonic() - started:.0f} s; written to {output}")
+
+
+if __name__ == "__main__":
+    main()
