@@ -107,7 +107,7 @@ def _header_int(value: str) -> int:
 def _mode_header(value: str | None) -> Mode | None:
     if value is None:
         return None
-    text = value.strip().lower()
+    text = value.strip()
     for mode in MODES:
         if text == mode:
             return mode

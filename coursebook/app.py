@@ -209,13 +209,12 @@ class CoursebookApp:
         return Response(DOCS_PAGE, HTML)
 
     @contextmanager
-    def _authorized(
-        self, request: Request, projection: Projection
-    ) -> Iterator[tuple[Connection, Access, RenderContext]]:
-        """A connection, the request's access decision and its render context.
+    def _authorized(self, request: Request) -> Iterator[tuple[Connection, Access]]:
+        """A connection and the request's access decision.
 
-        Authentication and access come before any loading; a database that does not
-        answer is a 503, whatever stage it fails in.
+        Authentication and access come first: a caller without valid credentials
+        learns nothing about its parameters. A database that does not answer is a
+        503, whatever stage it fails in.
         """
         try:
             with self.engine.connect() as conn:
@@ -227,35 +226,35 @@ class CoursebookApp:
                     request.headers.get("teamup-provider-id"),
                     request.headers.get("teamup-request-mode"),
                 )
-                require_absent(projection, access.hidden_fields)
-                yield conn, access, RenderContext(request.base_url, access.redact_permissions)
+                yield conn, access
         except (OperationalError, PoolTimeout) as error:
             logger.warning("Database unavailable: %s", type(error).__name__)
             raise ApiError(503, "service_unavailable") from None
 
+    def _projection(self, request: Request, resource: str, access: Access) -> Projection:
+        """The request's ``expand``/``fields`` for ``resource``, as ``access`` allows."""
+        projection = compile_projection(resource, request.param("expand"), request.param("fields"))
+        require_absent(projection, access.hidden_fields)
+        return projection
+
     def course_session(self, request: Request, fmt: Format, raw_id: str) -> Response:
         if not raw_id.isascii() or not raw_id.isdigit() or len(raw_id) > 19:
             raise ApiError(404, "not_found")
-        projection = compile_projection(
-            "course_session", request.param("expand"), request.param("fields")
-        )
-        with self._authorized(request, projection) as (conn, access, ctx):
+        with self._authorized(request) as (conn, access):
             body = retrieve_course_session(
                 conn,
                 access,
                 int(raw_id),
-                projection,
+                self._projection(request, "course_session", access),
                 budget=self.settings.max_expanded_objects,
-                ctx=ctx,
+                ctx=RenderContext(request.base_url, access.redact_permissions),
             )
         return Response(fmt.encode(body), fmt.content_type)
 
     def listing(self, request: Request, fmt: Format, collection: str) -> Response:
         listing = LISTINGS[f"/api/v2/{collection}"]
-        projection = compile_projection(
-            listing.resource.name, request.param("expand"), request.param("fields")
-        )
-        with self._authorized(request, projection) as (conn, access, ctx):
+        with self._authorized(request) as (conn, access):
+            projection = self._projection(request, listing.resource.name, access)
             query = parse_list_query(listing, request.query, access)
             page = list_resources(
                 conn,
@@ -264,7 +263,7 @@ class CoursebookApp:
                 query,
                 projection,
                 budget=self.settings.max_expanded_objects,
-                ctx=ctx,
+                ctx=RenderContext(request.base_url, access.redact_permissions),
             )
         last_page = max(1, -(-page.count // query.page_size))
         body = {

@@ -68,3 +68,23 @@ def test_tokens_never_reach_the_logs(
         api.get(path(demo), token)
         api.get(path(demo) + "?expand=bogus", token)
         assert token not in caplog.text, role
+
+
+def test_credentials_are_checked_before_parameters(api: Api, demo: Demo) -> None:
+    for params in ({"expand": "venu"}, {"fields": "nme"}, {"expand": "a.b.c.d.e"}):
+        response = api.get(path(demo), params=params)
+        assert response.status_code == 401, params
+        assert response.json()["code"] == "not_authenticated"
+    listed = api.get("/api/v2/course_sessions", params={"page": "0", "sort": "x"})
+    assert listed.status_code == 401
+
+
+@pytest.mark.parametrize("mode", ["Customer", "PROVIDER", "customers"])
+def test_mode_values_are_exact(api: Api, demo: Demo, mode: str) -> None:
+    response = api.get(
+        path(demo), demo.manifest["tokens"]["dual_mode"], headers={"Teamup-Request-Mode": mode}
+    )
+    assert response.status_code == 400
+    assert response.json()["field_errors"] == {
+        "Teamup-Request-Mode": [f"'{mode}' is not a valid mode. Valid: customer, provider."]
+    }
