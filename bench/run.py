@@ -83,6 +83,7 @@ class Config:
 
     dataset: str
     workers: int
+    seconds: int
     results: dict[str, Result] = field(default_factory=dict)
     peak_mb: float = 0.0
 
@@ -205,6 +206,8 @@ def run_wrk(wrk: str, url: str, paths: Path, token: str | None, seconds: int) ->
         "-t2",
         f"-c{CONNECTIONS}",
         f"-d{seconds}s",
+        "--timeout",
+        "10s",
         "--latency",
         "-s",
         str(Path(__file__).with_name("paths.lua")),
@@ -216,14 +219,17 @@ def run_wrk(wrk: str, url: str, paths: Path, token: str | None, seconds: int) ->
     latency = {q: float(v) * _UNIT[u] for q, v, u in _LATENCY.findall(output)}
     rps = re.search(r"Requests/sec:\s+([\d.]+)", output)
     errors = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", output)
-    socket_errors = re.search(r"Socket errors: .*", output)
+    socket_errors = re.search(
+        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output
+    )
     if rps is None or "50" not in latency:
         sys.exit(f"bench: could not read wrk's output:\n{output}")
     return {
         "rps": float(rps.group(1)),
         "p50": latency["50"],
         "p99": latency["99"],
-        "errors": float(errors.group(1) if errors else 0) + (1 if socket_errors else 0),
+        "errors": float(errors.group(1) if errors else 0)
+        + (sum(int(n) for n in socket_errors.groups()) if socket_errors else 0),
     }
 
 
@@ -315,11 +321,28 @@ def profile(database: Path, token: str, paths: dict[str, list[str]]) -> None:
     app.engine.dispose()
 
 
+def timed(
+    wrk: str, name: str, config: Config, url: str, paths: Path, token: str | None = None
+) -> Result:
+    """A warm-up run, then the measured one, of ``name`` against ``url``."""
+    run_wrk(wrk, url, paths, token, 2)
+    measured = run_wrk(wrk, url, paths, token, config.seconds)
+    return Result(
+        name,
+        config.dataset,
+        config.workers,
+        measured["rps"],
+        measured["p50"],
+        measured["p99"],
+        int(measured["errors"]),
+    )
+
+
 def measure(wrk: str, scale: str, workers: int, seconds: int, do_profile: bool) -> Config:
     database, manifest = dataset(scale)
     token = manifest["tokens"]["admin"]
     count = session_count(database)
-    config = Config(f"{scale} ({count:,} sessions)", workers)
+    config = Config(f"{scale} ({count:,} sessions)", workers, seconds)
     paths = {name: scenario_paths(name, manifest, count) for name in SCENARIOS}
     env = {
         **os.environ,
@@ -346,20 +369,10 @@ def measure(wrk: str, scale: str, workers: int, seconds: int, do_profile: bool) 
         for name in SCENARIOS:
             path_file = DATA / f"paths-{name}.txt"
             path_file.write_text("\n".join(paths[name]) + "\n")
-            run_wrk(wrk, base, path_file, token, 2)  # warm-up
-            measured = run_wrk(wrk, base, path_file, token, seconds)
-            config.results[name] = Result(
-                name,
-                config.dataset,
-                workers,
-                measured["rps"],
-                measured["p50"],
-                measured["p99"],
-                int(measured["errors"]),
-            )
+            result = config.results[name] = timed(wrk, name, config, base, path_file, token)
             log(
-                f"{scale} x{workers} {name}: {measured['rps']:.0f} req/s, "
-                f"p99 {measured['p99']:.1f} ms, non-2xx {int(measured['errors'])}"
+                f"{scale} x{workers} {name}: {result.rps:.0f} req/s, "
+                f"p99 {result.p99_ms:.1f} ms, non-2xx {result.errors}"
             )
         config.peak_mb = max(peak_rss_mb(worker) for worker in worker_pids(pid))
 
@@ -382,18 +395,9 @@ def measure(wrk: str, scale: str, workers: int, seconds: int, do_profile: bool) 
     with serving(ceiling, {**env, "CEILING_BODY_FILE": str(body_file)}, port):
         path_file = DATA / "paths-ceiling.txt"
         path_file.write_text("/\n")
-        run_wrk(wrk, f"http://127.0.0.1:{port}", path_file, None, 2)
-        measured = run_wrk(wrk, f"http://127.0.0.1:{port}", path_file, None, seconds)
-        config.results["ceiling"] = Result(
-            "ceiling",
-            config.dataset,
-            workers,
-            measured["rps"],
-            measured["p50"],
-            measured["p99"],
-            int(measured["errors"]),
-        )
-        log(f"{scale} x{workers} ceiling: {measured['rps']:.0f} req/s")
+        ceiling_url = f"http://127.0.0.1:{port}"
+        result = config.results["ceiling"] = timed(wrk, "ceiling", config, ceiling_url, path_file)
+        log(f"{scale} x{workers} ceiling: {result.rps:.0f} req/s")
 
     ceiling_rps = config.results["ceiling"].rps
     for name in SCENARIOS:
@@ -481,10 +485,11 @@ def report(configs: list[Config], checks: list[tuple[str, bool, str]], command: 
         "id (R1-R4) or page (R5), on the same machine as the server. SQL statements are "
         "counted per request by the engine's event counter on the same code path. Ratios "
         "are to the ceiling: a minimal ASGI app answering a fixed course-session body, served "
-        "by the same uvicorn with the same workers, measured in the same run.",
+        "by the same uvicorn with the same workers, measured in the same run. Errors count "
+        "non-2xx answers and socket errors (wrk's timeout is 10 s).",
         "",
         "| dataset | workers | scenario | req/s | ratio to ceiling | p50 ms | p99 ms "
-        "| SQL statements | non-2xx |",
+        "| SQL statements | errors |",
         "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for config in configs:
