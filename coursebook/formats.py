@@ -34,31 +34,51 @@ def encode_json(data: Any) -> bytes:
 
 # XML 1.0 cannot carry most control characters; they become U+FFFD.
 _INVALID_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+_NEEDS_WORK = re.compile("[&<>\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 _ESCAPES = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;"})
 
 
-def _text(value: Any) -> str:
-    if value is True:
-        return "True"
-    if value is False:
-        return "False"
-    text = value if isinstance(value, str) else str(value)
+def _text(text: str) -> str:
+    if _NEEDS_WORK.search(text) is None:
+        return text
     return _INVALID_XML.sub("\ufffd", text).translate(_ESCAPES)
 
 
+class _Tags(dict[str, tuple[str, str]]):
+    """Opening and closing tags by key, made once per key name."""
+
+    def __missing__(self, key: str) -> tuple[str, str]:
+        tags = self[key] = (f"<{key}>", f"</{key}>")
+        return tags
+
+
+_TAGS = _Tags()
+
+
 def _write(parts: list[str], data: Any) -> None:
+    append = parts.append
     if isinstance(data, dict):
         for key, value in data.items():
-            parts.append(f"<{key}>")
-            _write(parts, value)
-            parts.append(f"</{key}>")
+            opening, closing = _TAGS[key]
+            append(opening)
+            if isinstance(value, str):
+                append(_text(value))
+            elif value is not None:
+                _write(parts, value)
+            append(closing)
     elif isinstance(data, list | tuple):
         for item in data:
-            parts.append("<list-item>")
+            append("<list-item>")
             _write(parts, item)
-            parts.append("</list-item>")
+            append("</list-item>")
+    elif data is True:
+        append("True")
+    elif data is False:
+        append("False")
+    elif isinstance(data, str):
+        append(_text(data))
     elif data is not None:
-        parts.append(_text(data))
+        append(_text(str(data)))
 
 
 def encode_xml(data: Any) -> bytes:
