@@ -137,9 +137,14 @@ def dataset(scale: str) -> tuple[Path, dict[str, Any]]:
     return database, manifest
 
 
-def session_count(database: Path) -> int:
+def session_count(database: Path, provider_id: int | None = None) -> int:
+    """Course sessions in the dataset, or of one provider."""
+    query = "SELECT count(*) FROM course_sessions"
     with sqlite3.connect(database) as conn:
-        return int(conn.execute("SELECT count(*) FROM course_sessions").fetchone()[0])
+        if provider_id is None:
+            return int(conn.execute(query).fetchone()[0])
+        where = " WHERE provider_id = ?"
+        return int(conn.execute(query + where, (provider_id,)).fetchone()[0])
 
 
 def free_port() -> int:
@@ -237,7 +242,7 @@ def scenario_paths(name: str, manifest: dict[str, Any], count: int) -> list[str]
     """The request paths of a scenario: many different sessions, or many pages."""
     query = SCENARIOS[name][1]
     if name == "R5":
-        pages = max(1, min(count // 100, 200))
+        pages = max(1, min(-(-count // 100), 200))
         return [f"/api/v2/course_sessions?{query}&page={page}" for page in range(1, pages + 1)]
     ids = manifest["course_sessions"]["main"]
     suffix = f"?{query}" if query else ""
@@ -343,7 +348,8 @@ def measure(wrk: str, scale: str, workers: int, seconds: int, do_profile: bool) 
     token = manifest["tokens"]["admin"]
     count = session_count(database)
     config = Config(f"{scale} ({count:,} sessions)", workers, seconds)
-    paths = {name: scenario_paths(name, manifest, count) for name in SCENARIOS}
+    main_count = session_count(database, manifest["providers"]["main"])
+    paths = {name: scenario_paths(name, manifest, main_count) for name in SCENARIOS}
     env = {
         **os.environ,
         "COURSEBOOK_DATABASE_URL": f"sqlite:///{database}",

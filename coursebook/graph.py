@@ -366,13 +366,16 @@ _pa = m.physical_addresses
 _PHYSICAL_ADDRESS_KEYS = ("street", "street_secondary", "city", "region", "postal_code", "country")
 
 
+_ADDRESS_COLUMNS = tuple((key, f"pa_{key}") for key in _PHYSICAL_ADDRESS_KEYS)
+
+
 def _physical_address(row: Row, _ctx: RenderContext) -> dict[str, Any] | None:
     if row["pa_street"] is None:
         return None
-    address = {key: row[f"pa_{key}"] for key in _PHYSICAL_ADDRESS_KEYS}
-    for key in ("lat", "lng"):
-        if row[f"pa_{key}"] is not None:
-            address[key] = row[f"pa_{key}"]
+    address = {key: row[column] for key, column in _ADDRESS_COLUMNS}
+    for key, column in (("lat", "pa_lat"), ("lng", "pa_lng")):
+        if row[column] is not None:
+            address[key] = row[column]
     return address
 
 
@@ -471,10 +474,13 @@ VENUE_ROOM = Resource(
 _sp = m.staff_profiles
 
 
+_PERMISSION_COLUMNS = tuple((name, f"perm_{name}") for name in m.PERMISSION_NAMES)
+
+
 def _permissions(row: Row, ctx: RenderContext) -> dict[str, bool]:
     if ctx.redact_permissions:
         return {}
-    return {name: bool(row[f"perm_{name}"]) for name in m.PERMISSION_NAMES}
+    return {name: bool(row[column]) for name, column in _PERMISSION_COLUMNS}
 
 
 def _icalendar_links(row: Row, ctx: RenderContext) -> dict[str, str]:
