@@ -133,6 +133,13 @@ def dataset(scale: str) -> tuple[Path, dict[str, Any]]:
             stdout=subprocess.DEVNULL,
         )
         log(f"{scale} dataset ready in {time.monotonic() - started:.0f} s")
+    else:  # a kept dataset follows the schema's migrations
+        subprocess.run(
+            [BIN / "coursebook", "db", "upgrade"],
+            env={**os.environ, "COURSEBOOK_DATABASE_URL": f"sqlite:///{database}"},
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
     manifest: dict[str, Any] = json.loads(manifest_path.read_text())
     return database, manifest
 

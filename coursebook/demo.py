@@ -327,6 +327,8 @@ class Generator:
         for state in states:
             self.courses_and_sessions(state)
         self.reset_sequences()
+        # Fresh planner statistics: without them SQLite guesses index selectivity.
+        self.conn.execute(text("ANALYZE"))
         tokens = self.tokens(main)
         return Manifest(
             providers={"main": main.id, "other": other.id},

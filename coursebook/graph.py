@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, Table, func, or_, select
+from sqlalchemy import ColumnElement, FromClause, Select, Table, func, or_, select
 
 from coursebook import models as m
 
@@ -85,6 +85,15 @@ class Resource:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "by_name", {f.name: f for f in self.fields})
+
+    @property
+    def scope_from(self) -> FromClause:
+        """The least FROM that counting rows needs: the table, joined to the table holding
+        the provider column when that is another one."""
+        column = self.provider_column
+        if column is None or column.table is self.table:
+            return self.table
+        return self.table.join(column.table)
 
     def field(self, name: str) -> Field | None:
         """The field called ``name``, if this resource has one."""

@@ -385,7 +385,7 @@ course_sessions = Table(
     metadata,
     _pk(),
     _fk("provider_id", "providers.id", index=False),
-    _fk("course_id", "courses.id"),
+    _fk("course_id", "courses.id", index=False),
     _fk("venue_id", "venues.id"),
     Column("starts_at", DateTime(timezone=True), nullable=False),
     Column("ends_at", DateTime(timezone=True), nullable=False),
@@ -394,6 +394,9 @@ course_sessions = Table(
     CheckConstraint("status IN ('active', 'cancelled')", name="status"),
     CheckConstraint("ends_at >= starts_at", name="ends_after_start"),
     Index("ix_course_sessions_provider_starts_at", "provider_id", "starts_at"),
+    # A course's sessions come in start order: filter and sort from one index, so the
+    # planner never walks the provider's whole calendar to find one course.
+    Index("ix_course_sessions_course_starts_at", "course_id", "starts_at"),
 )
 
 course_session_instructors = Table(

@@ -5,11 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Integer, bindparam, func, select
+from sqlalchemy import ColumnElement, Connection, Integer, bindparam, func, select
 
 from coursebook.access import PROVIDER_ID, Access, Scope
 from coursebook.errors import ApiError, not_found
-from coursebook.graph import COURSE_SESSION, RenderContext
+from coursebook.graph import COURSE_SESSION, RenderContext, Resource
 from coursebook.listing import Listing, ListQuery
 from coursebook.loader import Loader
 from coursebook.models import course_sessions
@@ -67,6 +67,12 @@ def retrieve_course_session(
     return render(projection, row, level, ctx)
 
 
+def _provider(resource: Resource) -> tuple[ColumnElement[bool], ...]:
+    """The condition keeping ``resource``'s rows to the request's provider."""
+    column = resource.provider_column
+    return () if column is None else (column == PROVIDER_ID,)
+
+
 @dataclass(frozen=True)
 class Page:
     """One page of a list: the total count and the rendered objects."""
@@ -87,13 +93,13 @@ def list_resources(
 ) -> Page:
     """A page of ``listing`` under ``access``: count, then rows, then their expansions."""
     resource = listing.resource
-    statement = resource.statement.where(*access.filters(resource.name), *query.conditions)
-    if resource.provider_column is not None:
-        statement = statement.where(resource.provider_column == PROVIDER_ID)
+    statement = resource.statement.where(
+        *access.filters(resource.name), *query.conditions, *_provider(resource)
+    )
     count = conn.execute(
-        select(func.count()).select_from(
-            statement.with_only_columns(resource.table.c.id).subquery()
-        ),
+        select(func.count())
+        .select_from(resource.scope_from)
+        .where(*access.filters(resource.name), *query.conditions, *_provider(resource)),
         access.params,
     ).scalar_one()
     offset = (query.page - 1) * query.page_size
