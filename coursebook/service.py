@@ -91,23 +91,30 @@ def list_resources(
     budget: int,
     ctx: RenderContext,
 ) -> Page:
-    """A page of ``listing`` under ``access``: count, then rows, then their expansions."""
+    """A page of ``listing`` under ``access``: count, then rows, then their expansions.
+
+    The page is chosen on the base table alone (an index walk, however deep the
+    page), and only its rows are then read whole, with their joins and subqueries.
+    """
     resource = listing.resource
-    statement = resource.statement.where(
-        *access.filters(resource.name), *query.conditions, *_provider(resource)
-    )
+    conditions = (*access.filters(resource.name), *query.conditions, *_provider(resource))
     count = conn.execute(
-        select(func.count())
-        .select_from(resource.scope_from)
-        .where(*access.filters(resource.name), *query.conditions, *_provider(resource)),
-        access.params,
+        select(func.count()).select_from(resource.scope_from).where(*conditions), access.params
     ).scalar_one()
     offset = (query.page - 1) * query.page_size
     if offset >= count:
         return Page(count, [])
+    page_ids = (
+        select(resource.table.c.id)
+        .select_from(resource.scope_from)
+        .where(*conditions)
+        .order_by(*query.order_by)
+        .limit(query.page_size)
+        .offset(offset)
+    )
     rows = list(
         conn.execute(
-            statement.order_by(*query.order_by).limit(query.page_size).offset(offset),
+            resource.statement.where(resource.table.c.id.in_(page_ids)).order_by(*query.order_by),
             access.params,
         ).mappings()
     )
