@@ -234,7 +234,7 @@ class CoursebookApp:
     def _projection(self, request: Request, resource: str, access: Access) -> Projection:
         """The request's ``expand``/``fields`` for ``resource``, as ``access`` allows."""
         projection = compile_projection(resource, request.param("expand"), request.param("fields"))
-        require_absent(projection, access.hidden_fields)
+        require_absent(projection, access.hidden_fields, request.param("fields"))
         return projection
 
     def course_session(self, request: Request, fmt: Format, raw_id: str) -> Response:

@@ -20,10 +20,9 @@ from coursebook.errors import ApiError, invalid
 
 @dataclass(frozen=True, slots=True)
 class Format:
-    """An output format: its name, media type and encoder."""
+    """An output format: its name, Content-Type and encoder."""
 
     name: str
-    media_type: str
     content_type: bytes
     encode: Callable[[Any], bytes]
 
@@ -89,8 +88,8 @@ def encode_xml(data: Any) -> bytes:
     return "".join(parts).encode("utf-8")
 
 
-JSON = Format("json", "application/json", b"application/json", encode_json)
-XML = Format("xml", "application/xml", b"application/xml; charset=utf-8", encode_xml)
+JSON = Format("json", b"application/json", encode_json)
+XML = Format("xml", b"application/xml; charset=utf-8", encode_xml)
 FORMATS = {JSON.name: JSON, XML.name: XML}
 
 #: Media ranges of an ``Accept`` header that each format satisfies.

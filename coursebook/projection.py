@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import NamedTuple
 
-from coursebook.errors import ApiError, invalid
+from coursebook.errors import invalid
 from coursebook.graph import RESOURCES, Field, Getter, Resource
 
 MAX_DEPTH = 4
@@ -54,13 +54,6 @@ class Projection:
             for path, projection in child.walk():
                 found.append((f"{relation.name}.{path}".rstrip("."), projection))
         return found
-
-    def has_field(self, path: str) -> bool:
-        """Whether the dotted ``path`` is rendered by this projection."""
-        head, _, rest = path.partition(".")
-        if not rest:
-            return any(f.name == head for f in self.fields)
-        return any(f.name == head and child.has_field(rest) for f, child in self.children)
 
 
 def _split(parameter: str, raw: str) -> list[list[str]]:
@@ -186,14 +179,21 @@ def compile_projection(resource_name: str, expand: str, fields: str) -> Projecti
     return _build(resource, expand_tree, fields_tree)
 
 
-def require_absent(projection: Projection, hidden: frozenset[tuple[str, str]]) -> None:
-    """400 when ``projection`` renders a (resource, field) pair in ``hidden``."""
+def require_absent(
+    projection: Projection, hidden: frozenset[tuple[str, str]], fields: str = ""
+) -> None:
+    """400 when ``projection`` renders a (resource, field) pair in ``hidden``.
+
+    The error names ``fields`` when that parameter asked for the field, else ``expand``.
+    """
+    named = [item.strip() for item in fields.split(",")]
     for path, node in projection.walk():
         for field in node.fields:
             if (node.resource.name, field.name) in hidden:
                 full = f"{path}.{field.name}" if path else field.name
-                raise ApiError(
-                    400,
-                    "parameter_invalid",
-                    field_errors={"expand": [f"'{full}' is not available in customer mode."]},
+                parameter = (
+                    "fields"
+                    if any(item == full or item.startswith(full + ".") for item in named)
+                    else "expand"
                 )
+                raise invalid(parameter, f"'{full}' is not available in customer mode.")

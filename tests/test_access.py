@@ -534,6 +534,9 @@ def test_customer_cannot_request_staff_only_fields(
     for role, mode in (("customer", None), ("dual_mode", "customer")):
         response = request(api, demo, role, session_id, mode=mode, params=params)
         assert outcome(response) == (400, "parameter_invalid"), (role, response.text)
+        named = "fields" if "fields" in params else "expand"
+        assert list(response.json()["field_errors"]) == [named]
+        assert "not available in customer mode" in response.json()["field_errors"][named][0]
     for role, mode in (("admin", None), ("dual_mode", "provider")):
         response = request(api, demo, role, session_id, mode=mode, params=params)
         assert response.status_code == 200, (role, response.text)
