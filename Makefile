@@ -26,7 +26,7 @@ lint: $(STAMP)
 test: lint
 	$(BIN)/pytest
 
-# `make bench` (about 10 minutes: datasets, 1 and 2 workers); `make bench QUICK=1` for a
+# `make bench` (about 10 minutes the first time: datasets, 1 and 2 workers); `QUICK=1` for a
 # one-minute run; `PROFILE=1` also saves R1/R2 profiles to var/bench/profiles/.
 bench: $(STAMP)
 	$(BIN)/python -m bench.run $(if $(QUICK),--quick) $(if $(PROFILE),--profile)

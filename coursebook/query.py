@@ -2,10 +2,11 @@
 
 SQLAlchemy builds and compiles every statement of the read path (dialect-specific
 SQL, bind and result type processing). Executing a compiled statement through
-``Connection.execute`` costs about 100 microseconds of bookkeeping on top of the
-driver's own 20-30; on a path that runs two to fifteen statements per request, that
-bookkeeping is most of the request. ``Query`` keeps SQLAlchemy's compilation and
-type processors, and hands the SQL straight to the driver's cursor. The engine's
+``Connection.execute`` adds several times the driver's own time in bookkeeping
+(``python -m bench.query_overhead`` measures both); on a path that runs two to
+fifteen statements per request, that is most of the request. ``Query`` keeps
+SQLAlchemy's compilation and type processors, and hands the SQL straight to the
+driver's cursor. The engine's
 ``before_cursor_execute`` / ``after_cursor_execute`` events still fire (the
 statement counter and any instrumentation see every statement), and driver errors
 are wrapped as SQLAlchemy's ``DBAPIError`` family exactly as ``execute`` would.

@@ -2,7 +2,7 @@
 
 Loading a course's sessions filters by course and sorts by start; with only a
 course index and a (provider, start) index, SQLite chose the latter and walked the
-provider's whole calendar (1.4 s per request at a million sessions).
+provider's whole calendar to find one course's sessions.
 
 Revision ID: 0002
 Revises: 0001
