@@ -8,23 +8,10 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
+from bench.run import FULL_EXPANSION
 from coursebook import models as m
 from coursebook.settings import Settings
 from tests.conftest import Api, Demo, live_server
-
-FULL_EXPANSION = ",".join(
-    [
-        "venue.venue_rooms",
-        "instructors.availability_schedules",
-        "instructors.icalendar_links",
-        "course.offering_type.category",
-        "course.offering_type.instructors.availability_schedules",
-        "course.offering_type.memberships",
-        "course.offering_type.registration_timelines",
-        "course.offering_type.availability_schedule_offering_types",
-        "course.course_sessions",
-    ]
-)
 
 
 def rich_session(demo: Demo, *, big_course: bool) -> int:
