@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
-from sqlalchemy import ColumnElement, Integer, and_, bindparam, exists, or_, select, true
+from sqlalchemy import ColumnElement, and_, bindparam, exists, or_, select, true
 
 from coursebook import models as m
 from coursebook.auth import Principal
@@ -36,9 +36,9 @@ CUSTOMER_HIDDEN_FIELDS = frozenset(
 _cs = m.course_sessions
 
 #: Bound parameters the scopes' conditions use; ``Access.params`` gives their values.
-PROVIDER_ID = bindparam("access_provider_id", type_=Integer)
-STAFF_PROFILE_ID = bindparam("access_staff_profile_id", type_=Integer)
-CUSTOMER_PROFILE_ID = bindparam("access_customer_profile_id", type_=Integer)
+PROVIDER_ID = bindparam("access_provider_id", type_=m.Id)
+STAFF_PROFILE_ID = bindparam("access_staff_profile_id", type_=m.Id)
+CUSTOMER_PROFILE_ID = bindparam("access_customer_profile_id", type_=m.Id)
 
 Conditions = Mapping[str, tuple[ColumnElement[bool], ...]]
 

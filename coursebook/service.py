@@ -5,14 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, Integer, bindparam, func, select
+from sqlalchemy import ColumnElement, Connection, bindparam, func, select
 
 from coursebook.access import PROVIDER_ID, Access, Scope
 from coursebook.errors import ApiError, not_found
 from coursebook.graph import COURSE_SESSION, RenderContext, Resource
 from coursebook.listing import Listing, ListQuery
 from coursebook.loader import Loader
-from coursebook.models import course_sessions
+from coursebook.models import Id, course_sessions
 from coursebook.projection import Projection
 from coursebook.query import Query
 from coursebook.render import render
@@ -22,7 +22,7 @@ MAX_ID = 2**63 - 1
 PERMITTED = "_permitted"
 
 
-SESSION_ID = bindparam("session_id", type_=Integer)
+SESSION_ID = bindparam("session_id", type_=Id)
 _retrieve_queries: dict[str, Query] = {}
 
 

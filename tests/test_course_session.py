@@ -99,7 +99,19 @@ def test_url_forms_answer_directly(api: Api, demo: Demo, template: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "raw_id", ["abc", "0", "-1", "1.5", "9223372036854775808", "9" * 5000, "%C3%A9", "1e3"]
+    "raw_id",
+    [
+        "abc",
+        "0",
+        "-1",
+        "1.5",
+        "2147483648",
+        "9223372036854775807",
+        "9223372036854775808",
+        "9" * 5000,
+        "%C3%A9",
+        "1e3",
+    ],
 )
 def test_bad_ids_are_not_found(api: Api, demo: Demo, raw_id: str) -> None:
     response = api.get(session_path(raw_id), demo.manifest["tokens"]["admin"])

@@ -295,3 +295,15 @@ def test_lists_in_xml(api: Api, demo: Demo) -> None:
     )
     assert response.status_code == 200
     assert b"<results><list-item><id>" in response.content
+
+
+@pytest.mark.parametrize("value", ["2147483648", "9223372036854775807"])
+def test_ids_past_32_bits_match_nothing(api: Api, demo: Demo, value: str) -> None:
+    for path in (
+        f"/api/v2/course_sessions?course={value}",
+        f"/api/v2/course_sessions?venues={value}&instructors={value}&offering_types={value}",
+        f"/api/v2/instructors?course_session={value}",
+        f"/api/v2/venue_rooms?venue={value}",
+    ):
+        body = page(api, demo, path)
+        assert (body["count"], body["results"]) == (0, []), path
