@@ -128,7 +128,7 @@ def _quality(fmt: Format, ranges: list[tuple[str, float, int]]) -> float:
 
 def negotiate(format_param: str | None, accept: str | None) -> Format:
     """The output format of a request; 400 for an unknown ``format``, 406 when none fits."""
-    if format_param:
+    if format_param is not None:
         fmt = FORMATS.get(format_param)
         if fmt is None:
             raise invalid("format", f"'{format_param}' is not a valid format. Valid: json, xml.")

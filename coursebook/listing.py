@@ -87,7 +87,8 @@ def parse_ids(name: str, raw: str) -> list[int]:
         raise invalid(name, f"At most {MAX_IDS} ids.")
     ids = []
     for item in items:
-        if not item.isascii() or not item.isdigit() or len(item) > 19 or int(item) > MAX_ID:
+        valid = item.isascii() and item.isdigit() and len(item) <= 19
+        if not valid or not 0 < int(item) <= MAX_ID:
             raise invalid(name, f"'{item}' is not a valid id: give comma-separated integers.")
         ids.append(int(item))
     return ids

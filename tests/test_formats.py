@@ -437,16 +437,17 @@ def test_format_wins_over_accept(
     assert response.headers["content-type"] == expected
 
 
-def test_an_unknown_format_is_400(api: Api, demo: Demo) -> None:
+@pytest.mark.parametrize("value", ["yaml", "", "JSON"])
+def test_an_unknown_format_is_400(api: Api, demo: Demo, value: str) -> None:
     session_id = demo.manifest["course_sessions"]["main"][0]
-    response = api.get(_url(session_id), _admin(demo), params={"format": "yaml"})
+    response = api.get(_url(session_id), _admin(demo), params={"format": value})
     assert response.status_code == 400
     assert response.headers["content-type"] == JSON_TYPE
     body = response.json()
     assert body["code"] == "parameter_invalid"
     assert list(body["field_errors"]) == ["format"]
     (message,) = body["field_errors"]["format"]
-    assert "yaml" in message and "json" in message and "xml" in message
+    assert f"'{value}'" in message and "json" in message and "xml" in message
 
 
 def test_healthz_in_xml(api: Api) -> None:

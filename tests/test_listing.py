@@ -307,3 +307,11 @@ def test_ids_past_32_bits_match_nothing(api: Api, demo: Demo, value: str) -> Non
     ):
         body = page(api, demo, path)
         assert (body["count"], body["results"]) == (0, []), path
+
+
+def test_id_zero_is_refused(api: Api, demo: Demo) -> None:
+    response = api.get(
+        "/api/v2/venue_rooms", demo.manifest["tokens"]["admin"], params={"venue": "0"}
+    )
+    assert response.status_code == 400
+    assert list(response.json()["field_errors"]) == ["venue"]
