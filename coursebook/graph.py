@@ -273,13 +273,17 @@ def deferred_many(
     )
 
 
-def _image_columns(alias: Any, prefix: str) -> list[ColumnElement[Any]]:
-    return [
-        alias.c.id.label(f"{prefix}id"),
-        alias.c.url.label(f"{prefix}url"),
-        alias.c.original_width.label(f"{prefix}original_width"),
-        alias.c.original_height.label(f"{prefix}original_height"),
-    ]
+def _with_image(table: Table, image_key: str, *extra: ColumnElement[Any]) -> Select[Any]:
+    """``table``'s rows with the image its ``image_key`` column points at (``img_*``)."""
+    image = m.images.alias(f"{table.name}_image")
+    return select(
+        table,
+        *extra,
+        image.c.id.label("img_id"),
+        image.c.url.label("img_url"),
+        image.c.original_width.label("img_original_width"),
+        image.c.original_height.label("img_original_height"),
+    ).select_from(table.outerjoin(image, image.c.id == table.c[image_key]))
 
 
 def _currency_columns() -> list[ColumnElement[Any]]:
@@ -620,7 +624,6 @@ COURSE = Resource(
 )
 
 _ot = m.offering_types
-_ot_image = m.images.alias("offering_type_image")
 _memberships_count = (
     select(func.count())
     .where(m.offering_type_memberships.c.offering_type_id == _ot.c.id)
@@ -678,9 +681,7 @@ OFFERING_TYPE = Resource(
     name="offering_type",
     title="OfferingType",
     table=_ot,
-    statement=select(
-        _ot, _memberships_count.label("memberships_count"), *_image_columns(_ot_image, "img_")
-    ).select_from(_ot.outerjoin(_ot_image, _ot_image.c.id == _ot.c.image_id)),
+    statement=_with_image(_ot, "image_id", _memberships_count.label("memberships_count")),
     fields=(
         attr("allows_dropins", BOOL),
         Field(
@@ -778,15 +779,12 @@ OFFERING_TYPE = Resource(
 )
 
 _cat = m.offering_type_categories
-_cat_image = m.images.alias("category_image")
 
 OFFERING_TYPE_CATEGORY = Resource(
     name="offering_type_category",
     title="OfferingTypeCategory",
     table=_cat,
-    statement=select(_cat, *_image_columns(_cat_image, "img_")).select_from(
-        _cat.outerjoin(_cat_image, _cat_image.c.id == _cat.c.image_id)
-    ),
+    statement=_with_image(_cat, "image_id"),
     fields=(
         attr("id", INT),
         obj("offering_type_category"),
@@ -920,15 +918,12 @@ MEMBERSHIP = Resource(
 )
 
 _rt = m.registration_timelines
-_rt_image = m.images.alias("timeline_image")
 
 REGISTRATION_TIMELINE = Resource(
     name="registration_timeline",
     title="RegistrationTimeline",
     table=_rt,
-    statement=select(_rt, *_image_columns(_rt_image, "img_")).select_from(
-        _rt.outerjoin(_rt_image, _rt_image.c.id == _rt.c.thumbnail_id)
-    ),
+    statement=_with_image(_rt, "thumbnail_id"),
     fields=(
         attr("id", INT),
         obj("registration_timeline"),

@@ -191,6 +191,13 @@ def _bound(column: ColumnElement[Any], op: str) -> ValueCondition:
     return lambda value: column <= value
 
 
+def _linked(
+    own: ColumnElement[Any], listed: ColumnElement[Any], other: ColumnElement[Any]
+) -> ParentCondition:
+    """Rows with a link-table row whose ``own`` column is the row and ``other`` a parent."""
+    return lambda ids: exists(select(own).where(own == listed, other.in_(ids)))
+
+
 def _time_filters(column_name: str) -> list[ValueFilter]:
     column = _cs.c[column_name]
     return [
@@ -225,11 +232,7 @@ COURSE_SESSIONS = Listing(
         IdsFilter(
             "instructors",
             "instructor",
-            lambda ids: exists(
-                select(_csi.c.course_session_id).where(
-                    _csi.c.course_session_id == _cs.c.id, _csi.c.instructor_id.in_(ids)
-                )
-            ),
+            _linked(_csi.c.course_session_id, _cs.c.id, _csi.c.instructor_id),
             "Sessions taught by any of these instructors (comma-separated ids).",
         ),
         IdsFilter(
@@ -267,21 +270,13 @@ INSTRUCTORS = Listing(
         IdsFilter(
             "course_session",
             "course_session",
-            lambda ids: exists(
-                select(_csi.c.instructor_id).where(
-                    _csi.c.instructor_id == _ins.c.id, _csi.c.course_session_id.in_(ids)
-                )
-            ),
+            _linked(_csi.c.instructor_id, _ins.c.id, _csi.c.course_session_id),
             "Instructors of these course sessions (comma-separated ids).",
         ),
         IdsFilter(
             "offering_type",
             "offering_type",
-            lambda ids: exists(
-                select(_oti.c.instructor_id).where(
-                    _oti.c.instructor_id == _ins.c.id, _oti.c.offering_type_id.in_(ids)
-                )
-            ),
+            _linked(_oti.c.instructor_id, _ins.c.id, _oti.c.offering_type_id),
             "Instructors of these offering types (comma-separated ids).",
         ),
     ),
