@@ -1,7 +1,7 @@
 """The ASGI application: routing and wiring of the request path.
 
-request -> parse query (Projection) -> authenticate (Principal) -> resolve access
-(Access) -> load -> render -> bytes. The handler only wires those stages together;
+request -> authenticate (Principal) -> resolve access (Access) -> parse query
+(Projection) -> load -> render -> bytes. The handler only wires those stages together;
 it is a plain ASGI callable because the hot path should not pay for a framework's
 routing and dependency machinery (see docs/architecture.md).
 """
