@@ -22,10 +22,10 @@ from coursebook import models as m
 from coursebook.access import PROVIDER_ID, Access
 from coursebook.errors import invalid
 from coursebook.graph import RESOURCES, Resource
+from coursebook.models import MAX_ID
 
 MAX_PAGE_SIZE = 100
 MAX_PAGE = 1_000_000_000
-MAX_ID = 2**63 - 1
 MAX_IDS = 500
 
 #: Builds a condition on the listed rows from the readable parent ids.

@@ -39,6 +39,8 @@ metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 # SQLite only auto-increments INTEGER PRIMARY KEY; PostgreSQL gets BIGINT identities.
 Id = BigInteger().with_variant(Integer(), "sqlite")
+#: The largest id a column can hold: anything above it cannot exist.
+MAX_ID = 2**63 - 1
 
 #: The 13 staff permission flags, in the order the contract lists them.
 PERMISSION_NAMES: tuple[str, ...] = (

@@ -17,7 +17,6 @@ from coursebook.errors import MESSAGES
 from coursebook.graph import RELATED_COLLECTION, RESOURCES, VALUE_SCHEMAS, Field, Resource, ref
 from coursebook.listing import (
     LISTINGS,
-    MAX_ID,
     MAX_IDS,
     MAX_PAGE,
     MAX_PAGE_SIZE,
@@ -25,6 +24,7 @@ from coursebook.listing import (
     IdsFilter,
     Listing,
 )
+from coursebook.models import MAX_ID
 from coursebook.projection import MAX_DEPTH
 
 ERROR_STATUSES = ("400", "401", "403", "404", "405", "406", "429", "500", "503")

@@ -12,13 +12,11 @@ from coursebook.errors import ApiError, not_found
 from coursebook.graph import COURSE_SESSION, RenderContext, Resource
 from coursebook.listing import Listing, ListQuery
 from coursebook.loader import Loader
-from coursebook.models import Id, course_sessions
+from coursebook.models import MAX_ID, Id, course_sessions
 from coursebook.projection import Projection
 from coursebook.query import Query
 from coursebook.render import render
 
-#: The largest id the database can hold; anything above cannot exist.
-MAX_ID = 2**63 - 1
 PERMITTED = "_permitted"
 
 
