@@ -68,6 +68,9 @@ class Field:
     relation: Relation | None = None
     #: The related-collection path of an un-expanded to-many relation, for messages.
     collection: Callable[[Row], str] | None = None
+    #: Set when the value is the row's column of that name as it is (no conversion),
+    #: so that rendering can read it without a call.
+    column: str | None = None
 
 
 @dataclass(frozen=True)
@@ -225,7 +228,7 @@ def obj(name: str) -> Field:
 
 def attr(name: str, schema: dict[str, Any], key: str | None = None, **options: Any) -> Field:
     """A plain field read from the row key ``key`` (default: the field's name)."""
-    return Field(name, schema, _col(key or name), **options)
+    return Field(name, schema, _col(key or name), column=key or name, **options)
 
 
 def to_one(name: str, target: str, key: str, schema: dict[str, Any] | None = None) -> Field:
@@ -236,6 +239,7 @@ def to_one(name: str, target: str, key: str, schema: dict[str, Any] | None = Non
         _col(key),
         expandable=True,
         relation=Relation(target=target, many=False, key=key),
+        column=key,
     )
 
 

@@ -19,8 +19,9 @@ MAX_DEPTH = 4
 MAX_PARAMETER_LENGTH = 4096
 MAX_ITEMS = 256
 
-#: How a step renders: a value read off the row, or loaded object(s).
-VALUE, ONE, MANY = 0, 1, 2
+#: How a step renders: a row's column as it is, a value computed from the row, or
+#: loaded object(s).
+COLUMN, VALUE, ONE, MANY = 0, 1, 2, 3
 
 
 class Step(NamedTuple):
@@ -137,6 +138,16 @@ def _parse_fields(resource: Resource, raw: str) -> Tree:
     return tree
 
 
+def _step(field: Field, loaded: bool) -> Step:
+    """How ``field`` renders: its loaded object(s), its column as it is, or its getter."""
+    relation = field.relation
+    if loaded:
+        assert relation is not None
+        return Step(MANY if relation.many else ONE, field.name, None, False, relation.key)
+    kind = VALUE if field.column is None else COLUMN
+    return Step(kind, field.name, field.get, field.omit_if_none, field.column)
+
+
 def _build(resource: Resource, expand: Tree, fields: Tree | None) -> Projection:
     if fields is None:
         chosen = [f for f in resource.fields if not f.deferred or f.name in expand]
@@ -152,21 +163,7 @@ def _build(resource: Resource, expand: Tree, fields: Tree | None) -> Projection:
             target = RESOURCES[field.relation.target]
             children.append((field, _build(target, sub_expand or {}, sub_fields)))
     loaded = {field.name for field, _ in children}
-    steps = tuple(
-        Step(
-            ONE
-            if field.name in loaded and relation and not relation.many
-            else MANY
-            if field.name in loaded
-            else VALUE,
-            field.name,
-            field.get,
-            field.omit_if_none,
-            relation.key if relation else None,
-        )
-        for field in chosen
-        for relation in (field.relation,)
-    )
+    steps = tuple(_step(field, field.name in loaded) for field in chosen)
     return Projection(resource, tuple(chosen), tuple(children), steps)
 
 

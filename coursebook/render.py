@@ -6,7 +6,7 @@ from typing import Any
 
 from coursebook.graph import RenderContext, Row
 from coursebook.loader import Level
-from coursebook.projection import MANY, ONE, Projection
+from coursebook.projection import COLUMN, MANY, ONE, Projection
 
 
 def render(projection: Projection, row: Row, level: Level, ctx: RenderContext) -> dict[str, Any]:
@@ -14,7 +14,12 @@ def render(projection: Projection, row: Row, level: Level, ctx: RenderContext) -
     out: dict[str, Any] = {}
     children = level.children
     for kind, name, get, omit_if_none, key in projection.steps:
-        if kind == MANY:
+        if kind == COLUMN:
+            value = row[key]
+            if value is None and omit_if_none:
+                continue
+            out[name] = value
+        elif kind == MANY:
             related = children[name]
             out[name] = [
                 render(related.projection, child, related.level, ctx)
