@@ -256,6 +256,20 @@ def scenario_paths(name: str, manifest: dict[str, Any], count: int) -> list[str]
     return [f"/api/v2/course_sessions/{session_id}{suffix}" for session_id in ids]
 
 
+def http_scope(path: str, token: str) -> dict[str, Any]:
+    """The ASGI scope of a GET of ``path`` with ``token``, for in-process measurements."""
+    raw_path, _, query = path.partition("?")
+    return {
+        "type": "http",
+        "method": "GET",
+        "path": raw_path,
+        "scheme": "http",
+        "query_string": query.encode(),
+        "server": ("127.0.0.1", 80),
+        "headers": [(b"host", b"bench"), (b"authorization", f"Bearer {token}".encode())],
+    }
+
+
 def count_statements(database: Path, token: str, paths: list[str]) -> float:
     """Average SQL statements per request, counted by the engine's event counter."""
     from coursebook.app import create_app
@@ -267,16 +281,7 @@ def count_statements(database: Path, token: str, paths: list[str]) -> float:
     sample = paths[:: max(1, len(paths) // 25)][:25]
 
     async def call(path: str) -> int:
-        raw_path, _, query = path.partition("?")
-        scope = {
-            "type": "http",
-            "method": "GET",
-            "path": raw_path,
-            "scheme": "http",
-            "query_string": query.encode(),
-            "server": ("127.0.0.1", 80),
-            "headers": [(b"host", b"bench"), (b"authorization", f"Bearer {token}".encode())],
-        }
+        scope = http_scope(path, token)
         status = 0
 
         async def receive() -> dict[str, Any]:
@@ -311,16 +316,7 @@ def profile(database: Path, token: str, paths: dict[str, list[str]]) -> None:
     for name in ("R1", "R2"):
         requests = []
         for path in paths[name][:200]:
-            raw_path, _, query = path.partition("?")
-            scope = {
-                "method": "GET",
-                "path": raw_path,
-                "query_string": query.encode(),
-                "headers": [(b"host", b"bench"), (b"authorization", f"Bearer {token}".encode())],
-                "scheme": "http",
-                "server": ("127.0.0.1", 80),
-            }
-            requests.append(_parse_request(scope, None))
+            requests.append(_parse_request(http_scope(path, token), None))
         profiler = Profiler(interval=0.0002)
         profiler.start()
         for _ in range(5 if name == "R2" else 25):

@@ -63,6 +63,11 @@ class Scope:
         """Every condition rows of ``resource`` must meet to appear in a response."""
         return (*self.visible.get(resource, ()), *self.permitted.get(resource, ()))
 
+    def permitted_condition(self, resource: str) -> ColumnElement[bool]:
+        """The 403 condition of ``resource`` as one expression."""
+        conditions = self.permitted.get(resource)
+        return and_(*conditions) if conditions else true()
+
 
 @dataclass(frozen=True)
 class Access:
@@ -76,16 +81,6 @@ class Access:
     def filters(self, resource: str) -> tuple[ColumnElement[bool], ...]:
         """Every condition rows of ``resource`` must meet to appear in a response."""
         return self.scope.filters(resource)
-
-    def visible(self, resource: str) -> tuple[ColumnElement[bool], ...]:
-        """The 404 conditions of ``resource``."""
-        return self.scope.visible.get(resource, ())
-
-    @staticmethod
-    def permitted_in(scope: Scope, resource: str) -> ColumnElement[bool]:
-        """The 403 condition of ``resource`` under ``scope`` as one expression."""
-        conditions = scope.permitted.get(resource)
-        return and_(*conditions) if conditions else true()
 
     @property
     def hidden_fields(self) -> frozenset[tuple[str, str]]:

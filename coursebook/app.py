@@ -29,7 +29,7 @@ from starlette.staticfiles import StaticFiles
 from coursebook.access import Access, resolve
 from coursebook.auth import authenticate
 from coursebook.db import create_db_engine
-from coursebook.errors import ApiError
+from coursebook.errors import ApiError, not_found
 from coursebook.formats import JSON, Format, negotiate
 from coursebook.graph import RenderContext
 from coursebook.listing import LISTINGS, parse_list_query
@@ -188,7 +188,7 @@ class CoursebookApp:
                     headers={"Allow": ", ".join(ALLOWED_METHODS)},
                 )
             return route(request, fmt, *match.groups())
-        raise ApiError(404, "not_found")
+        raise not_found()
 
     def healthz(self, _request: Request, fmt: Format) -> Response:
         return Response(fmt.encode({"status": "ok"}), fmt.content_type)
@@ -239,7 +239,7 @@ class CoursebookApp:
 
     def course_session(self, request: Request, fmt: Format, raw_id: str) -> Response:
         if not raw_id.isascii() or not raw_id.isdigit() or len(raw_id) > 19:
-            raise ApiError(404, "not_found")
+            raise not_found()
         with self._authorized(request) as (conn, access):
             body = retrieve_course_session(
                 conn,

@@ -29,7 +29,7 @@ def _retrieve_query(scope: Scope) -> Query:
     query = _retrieve_queries.get(scope.name)
     if query is None:
         statement = COURSE_SESSION.statement.add_columns(
-            Access.permitted_in(scope, COURSE_SESSION.name).label(PERMITTED)
+            scope.permitted_condition(COURSE_SESSION.name).label(PERMITTED)
         ).where(
             course_sessions.c.id == SESSION_ID,
             course_sessions.c.provider_id == PROVIDER_ID,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import re
 from datetime import date, time
 from functools import cache
@@ -51,24 +50,33 @@ def contract() -> dict[str, Any]:
     return document
 
 
-def _tighten(node: Any, relax_required: bool) -> Any:
-    """Forbid unknown properties everywhere; with ``fields``, drop ``required`` lists."""
+def without_required(node: Any) -> Any:
+    """The schema without ``required`` lists: what a ``fields`` selection answers."""
     if isinstance(node, dict):
-        out = {key: _tighten(value, relax_required) for key, value in node.items()}
+        return {key: without_required(value) for key, value in node.items() if key != "required"}
+    if isinstance(node, list):
+        return [without_required(item) for item in node]
+    return node
+
+
+def _tighten(node: Any) -> Any:
+    """Forbid unknown properties in every object schema."""
+    if isinstance(node, dict):
+        out = {key: _tighten(value) for key, value in node.items()}
         if "properties" in out and out.get("type") == "object":
             out.setdefault("additionalProperties", False)
-        if relax_required:
-            out.pop("required", None)
         return out
     if isinstance(node, list):
-        return [_tighten(item, relax_required) for item in node]
+        return [_tighten(item) for item in node]
     return node
 
 
 @cache
 def validator(schema_name: str, sparse: bool) -> jsonschema.Draft202012Validator:
     """A validator for ``#/components/schemas/<schema_name>`` of the contract."""
-    document = _tighten(copy.deepcopy(contract()), relax_required=sparse)
+    document = _tighten(contract())
+    if sparse:
+        document = without_required(document)
     resource = Resource.from_contents(document, default_specification=DRAFT202012)
     registry: Registry[Any] = Registry().with_resource("urn:contract", resource)
     schema = {"$ref": f"urn:contract#/components/schemas/{schema_name}"}

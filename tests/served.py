@@ -12,7 +12,7 @@ import jsonschema
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-from tests.contract import formats
+from tests.contract import formats, without_required
 
 
 @cache
@@ -21,20 +21,11 @@ def served_document(base_url: str) -> dict[str, Any]:
     return document
 
 
-def _relaxed(node: Any) -> Any:
-    """The schema without ``required`` lists: what a ``fields`` selection answers."""
-    if isinstance(node, dict):
-        return {k: _relaxed(v) for k, v in node.items() if k != "required"}
-    if isinstance(node, list):
-        return [_relaxed(item) for item in node]
-    return node
-
-
 @cache
 def _registry(base_url: str, sparse: bool) -> Registry[Any]:
     document = served_document(base_url)
     if sparse:
-        document = _relaxed(document)
+        document = without_required(document)
     resource = Resource.from_contents(document, default_specification=DRAFT202012)
     return Registry().with_resource("urn:served", resource)
 
