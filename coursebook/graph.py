@@ -68,9 +68,12 @@ class Field:
     relation: Relation | None = None
     #: The related-collection path of an un-expanded to-many relation, for messages.
     collection: Callable[[Row], str] | None = None
-    #: Set when the value is the row's column of that name as it is (no conversion),
-    #: so that rendering can read it without a call.
+    #: Set when the value is the row's column of that name (through ``convert`` when
+    #: set, which is never called with None), so that rendering reads it directly.
     column: str | None = None
+    convert: Callable[[Any], Any] | None = None
+    #: Set when the value is always this (the ``object`` field).
+    constant: str | None = None
 
 
 @dataclass(frozen=True)
@@ -156,8 +159,15 @@ def _const(value: Any) -> Getter:
     return lambda _row, _ctx: value
 
 
-def _datetime(key: str) -> Getter:
-    return lambda row, _ctx: iso_datetime(row[key])
+def datetime_attr(name: str) -> Field:
+    """A required date-time field read from the row key ``name``."""
+    return Field(
+        name,
+        {"type": "string", "format": "date-time"},
+        lambda row, _ctx: iso_datetime(row[name]),
+        column=name,
+        convert=iso_datetime,
+    )
 
 
 def _flag_string(key: str) -> Getter:
@@ -223,7 +233,7 @@ def enum(*values: Any, kind: str | None = "string") -> dict[str, Any]:
 
 def obj(name: str) -> Field:
     """The ``object`` field: the resource's type name."""
-    return Field("object", enum(name), _const(name))
+    return Field("object", enum(name), _const(name), constant=name)
 
 
 def attr(name: str, schema: dict[str, Any], key: str | None = None, **options: Any) -> Field:
@@ -350,8 +360,8 @@ COURSE_SESSION = Resource(
         attr("id", INT),
         obj("course_session"),
         attr("name", {**nullable(STR), "title": "Course Name"}, key="course_name"),
-        Field("starts_at", {"type": "string", "format": "date-time"}, _datetime("starts_at")),
-        Field("ends_at", {"type": "string", "format": "date-time"}, _datetime("ends_at")),
+        datetime_attr("starts_at"),
+        datetime_attr("ends_at"),
         attr("status", enum("active", "cancelled")),
         attr("attending_count", INT),
         attr(

@@ -13,26 +13,12 @@ from functools import lru_cache
 from typing import NamedTuple
 
 from coursebook.errors import invalid
-from coursebook.graph import RESOURCES, Field, Getter, Resource
+from coursebook.graph import RESOURCES, Field, Resource
+from coursebook.render import Renderer, Step, compile_renderer, plan_step
 
 MAX_DEPTH = 4
 MAX_PARAMETER_LENGTH = 4096
 MAX_ITEMS = 256
-
-#: How a step renders: a row's column as it is, a value computed from the row, or
-#: loaded object(s).
-COLUMN, VALUE, ONE, MANY = 0, 1, 2, 3
-
-
-class Step(NamedTuple):
-    """One field of a rendering plan."""
-
-    kind: int
-    name: str
-    get: Getter | None
-    omit_if_none: bool
-    key: str | None
-
 
 # A parsed parameter: name -> subtree. In ``fields`` a ``None`` subtree means "whole".
 Tree = dict[str, "Tree | None"]
@@ -46,7 +32,9 @@ class Projection:
     fields: tuple[Field, ...]
     children: tuple[tuple[Field, Projection], ...]
     #: The rendering plan: one ``Step`` per field, decided once when compiling.
-    steps: tuple[Step, ...] = ()
+    steps: tuple[Step, ...]
+    #: The plan compiled to a function (see ``render``).
+    renderer: Renderer
 
     def walk(self) -> list[tuple[str, Projection]]:
         """Every projection in the tree with its dotted path (root first)."""
@@ -138,16 +126,6 @@ def _parse_fields(resource: Resource, raw: str) -> Tree:
     return tree
 
 
-def _step(field: Field, loaded: bool) -> Step:
-    """How ``field`` renders: its loaded object(s), its column as it is, or its getter."""
-    relation = field.relation
-    if loaded:
-        assert relation is not None
-        return Step(MANY if relation.many else ONE, field.name, None, False, relation.key)
-    kind = VALUE if field.column is None else COLUMN
-    return Step(kind, field.name, field.get, field.omit_if_none, field.column)
-
-
 def _build(resource: Resource, expand: Tree, fields: Tree | None) -> Projection:
     if fields is None:
         chosen = [f for f in resource.fields if not f.deferred or f.name in expand]
@@ -162,9 +140,10 @@ def _build(resource: Resource, expand: Tree, fields: Tree | None) -> Projection:
         if field.deferred or sub_expand is not None or sub_fields is not None:
             target = RESOURCES[field.relation.target]
             children.append((field, _build(target, sub_expand or {}, sub_fields)))
-    loaded = {field.name for field, _ in children}
-    steps = tuple(_step(field, field.name in loaded) for field in chosen)
-    return Projection(resource, tuple(chosen), tuple(children), steps)
+    loaded = {field.name: child.renderer for field, child in children}
+    steps = tuple(plan_step(field, field.name in loaded) for field in chosen)
+    renderer = compile_renderer(steps, loaded)
+    return Projection(resource, tuple(chosen), tuple(children), steps, renderer)
 
 
 @lru_cache(maxsize=4096)

@@ -24,6 +24,16 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql.compiler import SQLCompiler
 
 
+#: Where a DBAPI argument comes from: a constant of the statement (already
+#: processed), a caller's parameter, one item of a caller's list (``IN``), or, for
+#: positional drivers, every item of the list in a row.
+STATIC, PARAM, ITEM, ITEMS = 0, 1, 2, 3
+
+#: One step of an argument plan: kind, constant or parameter name, bind processor,
+#: argument name (named-style drivers), list index (``ITEM``).
+Step = tuple[int, Any, Callable[[Any], Any] | None, str, int]
+
+
 @dataclass(slots=True)
 class _Compiled:
     compiled: SQLCompiler
@@ -31,16 +41,48 @@ class _Compiled:
     expanding: tuple[str, ...]
     #: Result processors by column position, known once the driver has described the
     #: result (some dialects choose them by the column's type code).
-    converters: tuple[tuple[int, Callable[[Any], Any]], ...] | None = None
+    converters: tuple[tuple[int, Callable[[Any], Any]], ...] = ()
+    #: Column labels of the result, in order (known with the converters).
+    keys: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class _Rendered:
-    """SQL and parameter order for one shape of parameters."""
+    """SQL for one shape of parameters (list lengths), and how to build its arguments."""
 
     sql: str
-    order: tuple[str, ...] | None
-    processors: Mapping[str, Callable[[Any], Any]]
+    positional: bool
+    plan: tuple[Step, ...]
+
+
+def _render(prepared: _Compiled, dialect: Dialect, params: Mapping[str, Any]) -> _Rendered:
+    """Render the SQL for the list lengths of ``params`` and plan its arguments."""
+    state = prepared.compiled.construct_expanded_state(params)
+    processors = state.processors
+    positional = state.positiontup is not None and bool(dialect.positional)
+    names = list(state.positiontup or ()) if positional else list(state.parameters)
+    expanded = {
+        f"{base}_{index + 1}": (base, index)
+        for base in prepared.expanding
+        for index in range(len(params[base]))
+    }
+    plan: list[Step] = []
+    for name in names:
+        processor = processors.get(name)
+        if name in expanded:
+            base, index = expanded[name]
+            if positional and plan and plan[-1][0] == ITEMS and plan[-1][1] == base:
+                continue  # the whole list is already planned here
+            if positional and index == 0:
+                plan.append((ITEMS, base, processor, name, 0))
+            else:
+                plan.append((ITEM, base, processor, name, index))
+        elif name in params and name not in prepared.expanding:
+            plan.append((PARAM, name, processor, name, 0))
+        else:
+            value = state.parameters[name]
+            plan.append((STATIC, value if processor is None else processor(value), None, name, 0))
+    return _Rendered(state.statement, positional, tuple(plan))
 
 
 class Query:
@@ -64,24 +106,36 @@ class Query:
     def _arguments(
         self, dialect: Dialect, prepared: _Compiled, params: Mapping[str, Any]
     ) -> tuple[str, Any]:
-        """The SQL and DBAPI arguments for ``params``."""
+        """The SQL and DBAPI arguments for ``params``.
+
+        The SQL and the argument plan are made once per shape (the lengths of the
+        ``IN`` lists); a call only fills in the caller's values.
+        """
         shape = (dialect.name, tuple(len(params[name]) for name in prepared.expanding))
         rendered = self._rendered.get(shape)
-        if rendered is None or prepared.expanding:
-            state = prepared.compiled.construct_expanded_state(params)
-            values: dict[str, Any] = dict(state.parameters)
-            order = None if state.positiontup is None else tuple(state.positiontup)
-            rendered = _Rendered(state.statement, order, state.processors)
-            if not prepared.expanding:
-                self._rendered[shape] = rendered
-        else:
-            values = dict(prepared.compiled.construct_params(params))
-        processors = rendered.processors
-        for key, processor in processors.items():
-            values[key] = processor(values[key])
-        if rendered.order is not None and dialect.positional:
-            return rendered.sql, tuple(values[key] for key in rendered.order)
-        return rendered.sql, values
+        if rendered is None:
+            rendered = self._rendered[shape] = _render(prepared, dialect, params)
+        if rendered.positional:
+            arguments: list[Any] = []
+            for kind, source, processor, _name, index in rendered.plan:
+                if kind == STATIC:
+                    arguments.append(source)
+                    continue
+                if kind == ITEMS:
+                    items = params[source]
+                    arguments.extend(items if processor is None else map(processor, items))
+                    continue
+                value = params[source] if kind == PARAM else params[source][index]
+                arguments.append(value if processor is None else processor(value))
+            return rendered.sql, tuple(arguments)
+        named: dict[str, Any] = {}
+        for kind, source, processor, name, index in rendered.plan:
+            if kind == STATIC:
+                named[name] = source
+                continue
+            value = params[source] if kind == PARAM else params[source][index]
+            named[name] = value if processor is None else processor(value)
+        return rendered.sql, named
 
     def _converters(
         self, dialect: Dialect, description: Any
@@ -97,25 +151,31 @@ class Query:
         dialect = conn.dialect
         prepared = self._compile(dialect)
         sql, arguments = self._arguments(dialect, prepared, params)
-        cursor = conn.connection.cursor()
+        dbapi_connection = conn.connection.dbapi_connection
+        assert dbapi_connection is not None
+        cursor = dbapi_connection.cursor()
+        # SQLAlchemy's own test for listeners (``Connection._execute_context``).
+        events = conn._has_events or conn.engine._has_events
         try:
-            conn.dispatch.before_cursor_execute(conn, cursor, sql, arguments, None, False)
+            if events:
+                conn.dispatch.before_cursor_execute(conn, cursor, sql, arguments, None, False)
             cursor.execute(sql, arguments)
-            conn.dispatch.after_cursor_execute(conn, cursor, sql, arguments, None, False)
-            description = cursor.description
+            if events:
+                conn.dispatch.after_cursor_execute(conn, cursor, sql, arguments, None, False)
             fetched = cursor.fetchall()
+            if prepared.keys is None:
+                prepared.keys = tuple(column[0] for column in cursor.description)
+                prepared.converters = self._converters(dialect, cursor.description)
         except dialect.loaded_dbapi.Error as error:
-            if dialect.is_disconnect(error, conn.connection.dbapi_connection, cursor):
+            if dialect.is_disconnect(error, dbapi_connection, cursor):
                 conn.invalidate(error)
             raise DBAPIError.instance(
                 sql, arguments, error, dialect.loaded_dbapi.Error, dialect=dialect
             ) from error
         finally:
             cursor.close()
-        keys = [column[0] for column in description]
+        keys = prepared.keys
         converters = prepared.converters
-        if converters is None:
-            converters = prepared.converters = self._converters(dialect, description)
         if not converters:
             return [dict(zip(keys, row, strict=True)) for row in fetched]
         result = []
