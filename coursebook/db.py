@@ -1,4 +1,7 @@
-"""Engine construction: SQLite in WAL mode by default, PostgreSQL by URL."""
+"""Engine construction: SQLite in WAL mode by default, PostgreSQL by URL.
+
+JSON columns are decoded with orjson, as responses are encoded.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +9,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+import orjson
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 
@@ -17,10 +21,20 @@ def create_db_engine(url: str, *, pool_size: int = 10) -> Engine:
         database = parsed.database
         if database and database != ":memory:":
             Path(database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        engine = create_engine(
+            url,
+            connect_args={"check_same_thread": False, "timeout": 30},
+            json_deserializer=orjson.loads,
+        )
         event.listen(engine, "connect", _configure_sqlite)
         return engine
-    return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+    return create_engine(
+        url,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_pre_ping=True,
+        json_deserializer=orjson.loads,
+    )
 
 
 def _configure_sqlite(dbapi_connection: sqlite3.Connection, _record: Any) -> None:

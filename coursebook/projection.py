@@ -162,6 +162,8 @@ def require_absent(
 
     The error names ``fields`` when that parameter asked for the field, else ``expand``.
     """
+    if not hidden:
+        return
     named = [item.strip() for item in fields.split(",")]
     for path, node in projection.walk():
         for field in node.fields:

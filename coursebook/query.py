@@ -14,7 +14,7 @@ are wrapped as SQLAlchemy's ``DBAPIError`` family exactly as ``execute`` would.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,11 +39,10 @@ class _Compiled:
     compiled: SQLCompiler
     #: Names of expanding (``IN``) parameters: their SQL depends on the list lengths.
     expanding: tuple[str, ...]
-    #: Result processors by column position, known once the driver has described the
-    #: result (some dialects choose them by the column's type code).
-    converters: tuple[tuple[int, Callable[[Any], Any]], ...] = ()
-    #: Column labels of the result, in order (known with the converters).
-    keys: tuple[str, ...] | None = None
+    #: Builds a result row's dict (labels as keys, values through the result
+    #: processors), made once the driver has described the result: some dialects
+    #: choose processors by the column's type code.
+    make_row: Callable[[Sequence[Any]], dict[str, Any]] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,14 +136,25 @@ class Query:
             named[name] = value if processor is None else processor(value)
         return rendered.sql, named
 
-    def _converters(
+    def _row_maker(
         self, dialect: Dialect, description: Any
-    ) -> tuple[tuple[int, Callable[[Any], Any]], ...]:
-        processors = [
-            column.type.dialect_impl(dialect).result_processor(dialect, described[1])
-            for column, described in zip(self.statement.selected_columns, description, strict=True)
-        ]
-        return tuple((i, p) for i, p in enumerate(processors) if p is not None)
+    ) -> Callable[[Sequence[Any]], dict[str, Any]]:
+        """A function from a DBAPI row to its dict: one dict display, processors inline."""
+        namespace: dict[str, Any] = {}
+        items = []
+        for index, (column, described) in enumerate(
+            zip(self.statement.selected_columns, description, strict=True)
+        ):
+            processor = column.type.dialect_impl(dialect).result_processor(dialect, described[1])
+            value = f"row[{index}]"
+            if processor is not None:
+                namespace[f"p{index}"] = processor
+                value = f"p{index}({value})"
+            items.append(f"{str(described[0])!r}: {value}")
+        source = f"def make_row(row):\n    return {{{', '.join(items)}}}"
+        exec(compile(source, "<row>", "exec"), namespace)  # noqa: S102 - labels are ours
+        maker: Callable[[Sequence[Any]], dict[str, Any]] = namespace["make_row"]
+        return maker
 
     def rows(self, conn: Connection, params: Mapping[str, Any]) -> list[dict[str, Any]]:
         """Every row for ``params``, as dicts keyed by column label."""
@@ -163,9 +173,9 @@ class Query:
             if events:
                 conn.dispatch.after_cursor_execute(conn, cursor, sql, arguments, None, False)
             fetched = cursor.fetchall()
-            if prepared.keys is None:
-                prepared.keys = tuple(column[0] for column in cursor.description)
-                prepared.converters = self._converters(dialect, cursor.description)
+            make_row = prepared.make_row
+            if make_row is None:
+                make_row = prepared.make_row = self._row_maker(dialect, cursor.description)
         except dialect.loaded_dbapi.Error as error:
             if dialect.is_disconnect(error, dbapi_connection, cursor):
                 conn.invalidate(error)
@@ -174,14 +184,4 @@ class Query:
             ) from error
         finally:
             cursor.close()
-        keys = prepared.keys
-        converters = prepared.converters
-        if not converters:
-            return [dict(zip(keys, row, strict=True)) for row in fetched]
-        result = []
-        for row in fetched:
-            values = list(row)
-            for index, processor in converters:
-                values[index] = processor(values[index])
-            result.append(dict(zip(keys, values, strict=True)))
-        return result
+        return [make_row(row) for row in fetched]
