@@ -33,6 +33,7 @@ from coursebook.errors import ApiError, not_found
 from coursebook.formats import JSON, Format, negotiate
 from coursebook.graph import RenderContext
 from coursebook.listing import LISTINGS, parse_list_query
+from coursebook.memo import Memo, memo
 from coursebook.openapi import document_bytes
 from coursebook.projection import Projection, compile_projection, require_absent
 from coursebook.service import list_resources, retrieve_course_session
@@ -209,8 +210,8 @@ class CoursebookApp:
         return Response(DOCS_PAGE, HTML)
 
     @contextmanager
-    def _authorized(self, request: Request) -> Iterator[tuple[Connection, Access]]:
-        """A connection and the request's access decision.
+    def _authorized(self, request: Request) -> Iterator[tuple[Connection, Access, Memo | None]]:
+        """A connection, the request's access decision and the connection's memo.
 
         Authentication and access come first: a caller without valid credentials
         learns nothing about its parameters. A database that does not answer is a
@@ -218,15 +219,16 @@ class CoursebookApp:
         """
         try:
             with self.engine.connect() as conn:
+                remembered = memo(conn)
                 principal = authenticate(
-                    conn, request.headers.get("authorization"), datetime.now(UTC)
+                    conn, request.headers.get("authorization"), datetime.now(UTC), remembered
                 )
                 access = resolve(
                     principal,
                     request.headers.get("teamup-provider-id"),
                     request.headers.get("teamup-request-mode"),
                 )
-                yield conn, access
+                yield conn, access, remembered
         except (OperationalError, PoolTimeout) as error:
             logger.warning("Database unavailable: %s", type(error).__name__)
             raise ApiError(503, "service_unavailable") from None
@@ -240,7 +242,7 @@ class CoursebookApp:
     def course_session(self, request: Request, fmt: Format, raw_id: str) -> Response:
         if not raw_id.isascii() or not raw_id.isdigit() or len(raw_id) > 19:
             raise not_found()
-        with self._authorized(request) as (conn, access):
+        with self._authorized(request) as (conn, access, _memo):
             body = retrieve_course_session(
                 conn,
                 access,
@@ -253,7 +255,7 @@ class CoursebookApp:
 
     def listing(self, request: Request, fmt: Format, collection: str) -> Response:
         listing = LISTINGS[f"/api/v2/{collection}"]
-        with self._authorized(request) as (conn, access):
+        with self._authorized(request) as (conn, access, remembered):
             projection = self._projection(request, listing.resource.name, access)
             query = parse_list_query(listing, request.query, access)
             page = list_resources(
@@ -264,6 +266,7 @@ class CoursebookApp:
                 projection,
                 budget=self.settings.max_expanded_objects,
                 ctx=RenderContext(request.base_url, access.redact_permissions),
+                memo=remembered,
             )
         last_page = max(1, -(-page.count // query.page_size))
         body = {

@@ -19,6 +19,7 @@ from sqlalchemy import (
 )
 
 from coursebook.errors import ApiError
+from coursebook.memo import Memo
 from coursebook.models import PERMISSION_NAMES, api_tokens, customer_profiles, staff_profiles
 from coursebook.query import Query
 from coursebook.tokens import hash_token
@@ -132,18 +133,8 @@ def _aware(value: datetime) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
-def authenticate(conn: Connection, authorization: str | None, now: datetime) -> Principal:
-    """The principal behind ``authorization``; 401 for anything not a live token."""
-    token = token_from_header(authorization)
-    digest = hash_token(token)
-    rows = _PRINCIPAL.rows(conn, {"digest": digest})
-    if not rows or not hmac.compare_digest(rows[0]["token_hash"], digest):
-        raise _failed("Invalid token.")
+def _principal(rows: list[dict[str, Any]]) -> Principal:
     first = rows[0]
-    if first["revoked_at"] is not None:
-        raise _failed("Token has been revoked.")
-    if first["expires_at"] is not None and _aware(first["expires_at"]) <= now:
-        raise _failed("Token has expired.")
     staff = tuple(
         StaffProfile(row["profile_id"], row["profile_provider_id"], _granted(row, "profile_"))
         for row in rows
@@ -162,3 +153,30 @@ def authenticate(conn: Connection, authorization: str | None, now: datetime) -> 
         staff=staff,
         customers=customers,
     )
+
+
+def authenticate(
+    conn: Connection, authorization: str | None, now: datetime, memo: Memo | None = None
+) -> Principal:
+    """The principal behind ``authorization``; 401 for anything not a live token.
+
+    A token found in the database is kept in ``memo`` (by digest, with its expiry and
+    revocation, which are checked on every request); an unknown one never is.
+    """
+    token = token_from_header(authorization)
+    digest = hash_token(token)
+    key = ("principal", digest)
+    found = None if memo is None else memo.get(key)
+    if found is None:
+        rows = _PRINCIPAL.rows(conn, {"digest": digest})
+        if not rows or not hmac.compare_digest(rows[0]["token_hash"], digest):
+            raise _failed("Invalid token.")
+        found = (_principal(rows), rows[0]["revoked_at"], rows[0]["expires_at"])
+        if memo is not None:
+            memo[key] = found
+    principal, revoked_at, expires_at = found
+    if revoked_at is not None:
+        raise _failed("Token has been revoked.")
+    if expires_at is not None and _aware(expires_at) <= now:
+        raise _failed("Token has expired.")
+    return principal

@@ -11,7 +11,7 @@ instructor does not teach, give an empty page rather than a leak.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -78,6 +78,8 @@ class ListQuery:
     order_by: tuple[ColumnElement[Any], ...]
     page: int
     page_size: int
+    #: The filters as parsed values, by name: equal keys select equal rows.
+    filter_key: tuple[tuple[str, Hashable], ...] = ()
 
 
 def parse_ids(name: str, raw: str) -> list[int]:
@@ -154,6 +156,7 @@ def parse_list_query(listing: Listing, query: dict[str, list[str]], access: Acce
         return values[-1] if values else None
 
     conditions: list[ColumnElement[bool]] = []
+    filter_key: list[tuple[str, Hashable]] = []
     for spec in listing.filters:
         raw = last(spec.name)
         if raw is None:
@@ -162,8 +165,11 @@ def parse_list_query(listing: Listing, query: dict[str, list[str]], access: Acce
             ids = parse_ids(spec.name, raw)
             if ids:  # ``course=`` names no course: no filter
                 conditions.append(spec.condition(readable_ids(spec.parent, ids, access)))
+                filter_key.append((spec.name, tuple(ids)))
         else:
-            conditions.append(spec.condition(spec.parse(spec.name, raw)))
+            value = spec.parse(spec.name, raw)
+            conditions.append(spec.condition(value))
+            filter_key.append((spec.name, value))
     sort = last("sort")
     sort = listing.default_sort if sort is None else sort
     if sort not in listing.sorts:
@@ -173,6 +179,7 @@ def parse_list_query(listing: Listing, query: dict[str, list[str]], access: Acce
         order_by=listing.sorts[sort],
         page=parse_page(last("page"), "page", 1, MAX_PAGE),
         page_size=parse_page(last("page_size"), "page_size", MAX_PAGE_SIZE, MAX_PAGE_SIZE),
+        filter_key=tuple(filter_key),
     )
 
 

@@ -12,6 +12,7 @@ from coursebook.errors import ApiError, not_found
 from coursebook.graph import COURSE_SESSION, RenderContext, Resource
 from coursebook.listing import Listing, ListQuery
 from coursebook.loader import Loader
+from coursebook.memo import Memo
 from coursebook.models import MAX_ID, Id, course_sessions
 from coursebook.projection import Projection
 from coursebook.query import Query
@@ -88,17 +89,33 @@ def list_resources(
     *,
     budget: int,
     ctx: RenderContext,
+    memo: Memo | None = None,
 ) -> Page:
     """A page of ``listing`` under ``access``: count, then rows, then their expansions.
 
-    The page is chosen on the base table alone (an index walk, however deep the
-    page), and only its rows are then read whole, with their joins and subqueries.
+    The count is kept in ``memo`` by listing, access and filters (it does not depend
+    on the page), so walking the pages of a large collection counts it once until the
+    database changes. The page is chosen on the base table alone (an index walk,
+    however deep the page), and only its rows are then read whole, with their joins
+    and subqueries.
     """
     resource = listing.resource
     conditions = (*access.filters(resource.name), *query.conditions, *_provider(resource))
-    count = conn.execute(
-        select(func.count()).select_from(resource.scope_from).where(*conditions), access.params
-    ).scalar_one()
+    count_key = (
+        "count",
+        listing.path,
+        access.scope.name,
+        tuple(sorted(access.params.items())),
+        query.filter_key,
+    )
+    count = None if memo is None else memo.get(count_key)
+    if count is None:
+        count = conn.execute(
+            select(func.count()).select_from(resource.scope_from).where(*conditions),
+            access.params,
+        ).scalar_one()
+        if memo is not None:
+            memo[count_key] = count
     offset = (query.page - 1) * query.page_size
     if offset >= count:
         return Page(count, [])
