@@ -7,6 +7,11 @@ minimal ASGI app answering a fixed course-session body, same server, same worker
 same connections) in the same run. It prints a table and writes
 ``docs/performance.md`` from it; nothing in that file is typed by hand.
 
+R1-R4 request sessions of ordinary-length courses only (``scenario_ids``): the demo's
+one long course (``LONG_COURSE_SESSIONS``) is left out, so that an R2, whose expansion
+renders every session of the course, does the same work on both datasets, and the
+comparison of small with large measures table size alone.
+
     python -m bench.run [--quick] [--profile] [--duration S] [--output FILE]
 """
 
@@ -37,6 +42,11 @@ DATA = ROOT / "var" / "bench"
 PROFILES = ROOT / "var" / "bench" / "profiles"
 BIN = Path(sys.executable).parent
 CONNECTIONS = 32
+#: R1-R4 take sessions of courses with fewer sessions than this: every course but the
+#: demo's one long course (``coursebook.demo.LONG_COURSE_SESSIONS``).
+ORDINARY_COURSE_LIMIT = 100
+#: Most session ids R1-R4 cycle through, evenly spaced over the ordinary ones.
+SCENARIO_IDS = 400
 
 FULL_EXPANSION = ",".join(
     [
@@ -245,13 +255,34 @@ def run_wrk(wrk: str, url: str, paths: Path, token: str | None, seconds: int) ->
     }
 
 
-def scenario_paths(name: str, manifest: dict[str, Any], count: int) -> list[str]:
-    """The request paths of a scenario: many different sessions, or many pages."""
+def scenario_ids(database: Path, provider_id: int) -> list[int]:
+    """Session ids for R1-R4: the provider's sessions of ordinary-length courses.
+
+    Courses of ``ORDINARY_COURSE_LIMIT`` sessions or more (the demo's one long course)
+    are left out, and at most ``SCENARIO_IDS`` ids are taken, evenly spaced in id order,
+    so that a request costs the same on every dataset whatever its size.
+    """
+    query = """
+        SELECT id FROM course_sessions
+        WHERE provider_id = :provider AND course_id IN (
+            SELECT course_id FROM course_sessions WHERE provider_id = :provider
+            GROUP BY course_id HAVING count(*) < :limit
+        )
+        ORDER BY id
+    """
+    with sqlite3.connect(database) as conn:
+        rows = conn.execute(query, {"provider": provider_id, "limit": ORDINARY_COURSE_LIMIT})
+        ids = [int(row[0]) for row in rows]
+    step = max(1.0, len(ids) / SCENARIO_IDS)
+    return [ids[int(i * step)] for i in range(min(len(ids), SCENARIO_IDS))]
+
+
+def scenario_paths(name: str, ids: list[int], count: int) -> list[str]:
+    """The request paths of a scenario: the sessions ``ids``, or pages over ``count``."""
     query = SCENARIOS[name][1]
     if name == "R5":
         pages = max(1, min(-(-count // 100), 200))
         return [f"/api/v2/course_sessions?{query}&page={page}" for page in range(1, pages + 1)]
-    ids = manifest["course_sessions"]["main"]
     suffix = f"?{query}" if query else ""
     return [f"/api/v2/course_sessions/{session_id}{suffix}" for session_id in ids]
 
@@ -351,8 +382,9 @@ def measure(wrk: str, scale: str, workers: int, seconds: int, do_profile: bool) 
     token = manifest["tokens"]["admin"]
     count = session_count(database)
     config = Config(f"{scale} ({count:,} sessions)", workers, seconds)
-    main_count = session_count(database, manifest["providers"]["main"])
-    paths = {name: scenario_paths(name, manifest, main_count) for name in SCENARIOS}
+    main = manifest["providers"]["main"]
+    ids, main_count = scenario_ids(database, main), session_count(database, main)
+    paths = {name: scenario_paths(name, ids, main_count) for name in SCENARIOS}
     env = {
         **os.environ,
         "COURSEBOOK_DATABASE_URL": f"sqlite:///{database}",
@@ -521,6 +553,12 @@ def report(configs: list[Config], checks: list[tuple[str, bool, str]], command: 
         f"(`expand={FULL_EXPANSION}`); R3 `fields=id,name,starts_at,venue.name,"
         "instructors.name`; R4 R2 as XML; R5 `/api/v2/course_sessions?page_size=100&"
         "expand=venue,instructors`.",
+        "",
+        f"R1-R4 cycle through up to {SCENARIO_IDS} sessions of the main provider, evenly "
+        f"spaced in id order, taken from courses of fewer than {ORDINARY_COURSE_LIMIT} "
+        "sessions: the demo's one long course is left out, so that a request does the same "
+        "work on every dataset (an R2 renders every session of its course; both datasets "
+        "have about 15 sessions a course) and small and large differ in table size alone.",
         "",
     ]
     return "\n".join(lines)
