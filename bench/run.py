@@ -42,6 +42,8 @@ DATA = ROOT / "var" / "bench"
 PROFILES = ROOT / "var" / "bench" / "profiles"
 BIN = Path(sys.executable).parent
 CONNECTIONS = 32
+#: Raised whenever the demo generator's output changes shape, so kept datasets are remade.
+DATASET_VERSION = 2
 #: R1-R4 take sessions of courses with fewer sessions than this: every course but the
 #: demo's one long course (``coursebook.demo.LONG_COURSE_SESSIONS``).
 ORDINARY_COURSE_LIMIT = 100
@@ -118,12 +120,19 @@ def ensure_wrk() -> str:
 
 
 def dataset(scale: str) -> tuple[Path, dict[str, Any]]:
-    """The SQLite file and manifest of a demo dataset, generated once and kept."""
+    """The SQLite file and manifest of a demo dataset, generated once and kept.
+
+    The names carry ``DATASET_VERSION``: a kept dataset of an older shape is deleted
+    and made again rather than measured.
+    """
     DATA.mkdir(parents=True, exist_ok=True)
-    database = DATA / f"{scale}.sqlite3"
-    manifest_path = DATA / f"{scale}-manifest.json"
+    name = f"{scale}-v{DATASET_VERSION}"
+    database = DATA / f"{name}.sqlite3"
+    manifest_path = DATA / f"{name}-manifest.json"
     if not manifest_path.exists():
-        for stale in DATA.glob(f"{scale}.sqlite3*"):
+        for stale in DATA.glob(f"{scale}*.sqlite3*"):
+            stale.unlink()
+        for stale in DATA.glob(f"{scale}*-manifest.json"):
             stale.unlink()
         log(f"generating the {scale} dataset (kept in {database.relative_to(ROOT)})")
         started = time.monotonic()

@@ -30,11 +30,7 @@ INFO_KEY = "coursebook.memo"
 #: filter combinations between two writes).
 MAX_ENTRIES = 10_000
 
-_DATA_VERSION = Query(
-    text("SELECT data_version FROM pragma_data_version()").columns(
-        column("data_version", Integer)
-    )
-)
+_DATA_VERSION = Query(text("PRAGMA data_version").columns(column("data_version", Integer)))
 
 Memo = dict[Hashable, Any]
 

@@ -355,6 +355,9 @@ customer_memberships = Table(
     Column("active", Boolean, nullable=False, default=True),
     Column("starts_on", Date, nullable=False),
     Column("ends_on", Date, nullable=True),
+    # A membership's active member count reads this index alone, however many
+    # customers the provider has.
+    Index("ix_customer_memberships_membership_active", "membership_id", "active"),
 )
 
 registration_timelines = Table(

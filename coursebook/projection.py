@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import NamedTuple
 
 from coursebook.errors import invalid
 from coursebook.graph import RESOURCES, Field, Resource

@@ -18,11 +18,10 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import CompoundSelect, Connection, Select
+from sqlalchemy import CompoundSelect, Connection, Select, TextualSelect
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql.compiler import SQLCompiler
-
 
 #: Where a DBAPI argument comes from: a constant of the statement (already
 #: processed), a caller's parameter, one item of a caller's list (``IN``), or, for
@@ -87,7 +86,7 @@ def _render(prepared: _Compiled, dialect: Dialect, params: Mapping[str, Any]) ->
 class Query:
     """A statement of the read path, compiled once per dialect."""
 
-    def __init__(self, statement: Select[Any] | CompoundSelect[Any]) -> None:
+    def __init__(self, statement: Select[Any] | CompoundSelect[Any] | TextualSelect) -> None:
         self.statement = statement
         self._compiled: dict[str, _Compiled] = {}
         self._rendered: dict[tuple[str, tuple[int, ...]], _Rendered] = {}

@@ -203,8 +203,19 @@ class Api:
             sent["Authorization"] = f"{scheme} {token}"
         return self.client.get(path, params=params, headers=sent)
 
+    @property
+    def backend(self) -> str:
+        """The served database's dialect: ``sqlite`` or ``postgresql``."""
+        return str(self.live.app.engine.dialect.name)
+
     def statements(self, path: str, token: str, params: dict[str, str]) -> tuple[int, Any]:
-        """The number of SQL statements one request ran, and its JSON body."""
+        """The number of SQL statements one request ran, and its JSON body.
+
+        The same request is made once before, so that the connection's memo (SQLite)
+        holds the token and any count, as it does in steady use; ``tests/test_memo.py``
+        counts the statements of a cold memo.
+        """
+        assert self.get(path, token, params=params).status_code == 200
         before = self.live.counter.count
         response = self.get(path, token, params=params)
         assert response.status_code == 200, response.text

@@ -276,7 +276,8 @@ def test_statement_count_is_fixed_whatever_the_rows(api: Api, demo: Demo) -> Non
     small_count, small_body = api.statements(path.format(small), token, {"expand": FULL_EXPANSION})
     assert len(big_body["course"]["course_sessions"]) >= 200
     assert len(small_body["course"]["course_sessions"]) < len(big_body["course"]["course_sessions"])
-    # Authentication, the session, and one statement per expanded relation and level:
+    # Authentication (on SQLite, with a warm memo: the PRAGMA that checks it is
+    # current), the session, and one statement per expanded relation and level:
     # venue, venue_rooms, instructors, their schedules, course, offering_type, category,
     # its instructors, their schedules, memberships, timelines, schedule links, sessions.
     assert big_count == small_count == 2 + 13

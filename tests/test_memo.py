@@ -1,0 +1,110 @@
+"""The per-connection memo (coursebook/memo.py): never stale, and what it saves.
+
+Every write here goes through another connection (the demo engine), as a token
+revocation by the CLI or a booking by another service would.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy import delete, insert, select, update
+
+from coursebook import models as m
+from coursebook.tokens import create_token
+from tests.conftest import Api, Demo
+
+
+@pytest.fixture
+def fresh_token(demo: Demo) -> Iterator[tuple[int, str]]:
+    """A new M2M token of the main provider with full read, deleted afterwards."""
+    with demo.engine.begin() as conn:
+        created = create_token(
+            conn,
+            created_at=datetime.now(UTC),
+            name="memo test",
+            provider_id=demo.manifest["providers"]["main"],
+            permissions=frozenset({"manage_events"}),
+        )
+    yield created.id, created.secret
+    with demo.engine.begin() as conn:
+        conn.execute(delete(m.api_tokens).where(m.api_tokens.c.id == created.id))
+
+
+def session_path(demo: Demo) -> str:
+    return f"/api/v2/course_sessions/{demo.manifest['course_sessions']['main'][0]}"
+
+
+def test_a_revoked_token_fails_on_the_next_request(
+    api: Api, demo: Demo, fresh_token: tuple[int, str]
+) -> None:
+    token_id, secret = fresh_token
+    for _ in range(3):  # remembered by now, where there is a memo
+        assert api.get(session_path(demo), secret).status_code == 200
+    with demo.engine.begin() as conn:
+        conn.execute(
+            update(m.api_tokens)
+            .where(m.api_tokens.c.id == token_id)
+            .values(revoked_at=datetime.now(UTC))
+        )
+    response = api.get(session_path(demo), secret)
+    assert response.status_code == 401
+    assert response.json()["message"] == "Token has been revoked."
+
+
+def test_a_changed_permission_applies_on_the_next_request(
+    api: Api, demo: Demo, fresh_token: tuple[int, str]
+) -> None:
+    token_id, secret = fresh_token
+    assert api.get(session_path(demo), secret).status_code == 200
+    with demo.engine.begin() as conn:
+        conn.execute(
+            update(m.api_tokens).where(m.api_tokens.c.id == token_id).values(manage_events=False)
+        )
+    assert api.get(session_path(demo), secret).status_code == 403
+
+
+def test_list_counts_follow_writes(api: Api, demo: Demo) -> None:
+    token = demo.manifest["tokens"]["admin"]
+
+    def count() -> int:
+        response = api.get("/api/v2/venue_rooms", token, params={"page_size": "1"})
+        assert response.status_code == 200
+        return int(response.json()["count"])
+
+    before = count()
+    assert count() == before  # the second answer may come from the memo
+    with demo.engine.begin() as conn:
+        venue_id = conn.scalar(
+            select(m.venues.c.id)
+            .where(m.venues.c.provider_id == demo.manifest["providers"]["main"])
+            .limit(1)
+        )
+        room_id = conn.execute(
+            insert(m.venue_rooms).values(venue_id=venue_id, status="active", name="Memo room")
+        ).inserted_primary_key[0]
+    try:
+        assert count() == before + 1
+    finally:
+        with demo.engine.begin() as conn:
+            conn.execute(delete(m.venue_rooms).where(m.venue_rooms.c.id == room_id))
+    assert count() == before
+
+
+def test_statements_with_a_cold_and_a_warm_memo(
+    api: Api, demo: Demo, fresh_token: tuple[int, str]
+) -> None:
+    _, secret = fresh_token  # written just now: any memo is cold
+    path = session_path(demo)
+    before = api.live.counter.count
+    assert api.get(path, secret).status_code == 200
+    cold = api.live.counter.count - before
+    before = api.live.counter.count
+    assert api.get(path, secret).status_code == 200
+    warm = api.live.counter.count - before
+    if api.backend == "sqlite":
+        assert (cold, warm) == (3, 2)  # PRAGMA data_version, [token,] session
+    else:
+        assert (cold, warm) == (2, 2)  # no memo: token, session
