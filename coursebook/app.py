@@ -28,7 +28,7 @@ from starlette.staticfiles import StaticFiles
 
 from coursebook.access import Access, resolve
 from coursebook.auth import authenticate
-from coursebook.db import create_db_engine
+from coursebook.db import Connections, create_db_engine
 from coursebook.errors import ApiError, not_found
 from coursebook.formats import JSON, Format, negotiate
 from coursebook.graph import RenderContext
@@ -125,6 +125,7 @@ class CoursebookApp:
     def __init__(self, settings: Settings, engine: Engine) -> None:
         self.settings = settings
         self.engine = engine
+        self.connections = Connections(engine)
         self.static = StaticFiles(directory=SWAGGER_UI_ASSETS)
         self.routes: list[tuple[re.Pattern[str], Callable[..., Response]]] = [
             (COURSE_SESSION_PATH, self.course_session),
@@ -218,7 +219,7 @@ class CoursebookApp:
         503, whatever stage it fails in.
         """
         try:
-            with self.engine.connect() as conn:
+            with self.connections.connect() as conn:
                 remembered = memo(conn)
                 principal = authenticate(
                     conn, request.headers.get("authorization"), datetime.now(UTC), remembered
@@ -287,7 +288,7 @@ class CoursebookApp:
             if message["type"] == "lifespan.startup":
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
-                self.engine.dispose()
+                self.connections.close()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 

@@ -6,11 +6,14 @@ JSON columns are decoded with orjson, as responses are encoded.
 from __future__ import annotations
 
 import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import orjson
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 
 
@@ -54,3 +57,53 @@ class StatementCounter:
 
     def _count(self, *_args: Any) -> None:
         self.count += 1
+
+
+class Connections:
+    """Where each request gets its connection.
+
+    PostgreSQL: the engine's pool, checked out and returned per request, with a
+    pre-ping so that a restarted server costs no failed request. SQLite: each thread
+    keeps one connection for its life. Checking a connection out of SQLAlchemy's pool
+    and back costs more than a plain retrieve's two statements on a local file, and a
+    SQLite connection does not go stale. The service never writes through it, and
+    outside a transaction every SQLite statement reads the latest commit, so a kept
+    connection sees every change; should a transaction be open at the end of a
+    request, it is rolled back.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.keep = engine.dialect.name == "sqlite"
+        self._local = threading.local()
+        self._kept: list[Connection] = []
+        self._lock = threading.Lock()
+
+    @contextmanager
+    def connect(self) -> Iterator[Connection]:
+        """A connection for one request."""
+        if not self.keep:
+            with self.engine.connect() as pooled:
+                yield pooled
+            return
+        conn: Connection | None = getattr(self._local, "conn", None)
+        if conn is None or conn.closed or conn.invalidated:
+            conn = self._local.conn = self.engine.connect()
+            with self._lock:
+                self._kept.append(conn)
+        try:
+            yield conn
+        finally:
+            dbapi_connection = conn.connection.dbapi_connection
+            if dbapi_connection is not None and dbapi_connection.in_transaction:
+                dbapi_connection.rollback()
+            if conn.in_transaction():
+                conn.rollback()
+
+    def close(self) -> None:
+        """Close the kept connections and dispose of the engine's pool."""
+        with self._lock:
+            kept, self._kept = self._kept, []
+        for conn in kept:
+            conn.close()
+        self.engine.dispose()

@@ -1,4 +1,5 @@
-"""The per-connection memo (coursebook/memo.py): never stale, and what it saves.
+"""The per-connection memo (coursebook/memo.py) and the kept SQLite connection
+(coursebook/db.py): never stale, and what they save.
 
 Every write here goes through another connection (the demo engine), as a token
 revocation by the CLI or a booking by another service would.
@@ -10,7 +11,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import delete, event, insert, select, update
 
 from coursebook import models as m
 from coursebook.tokens import create_token
@@ -108,3 +109,21 @@ def test_statements_with_a_cold_and_a_warm_memo(
         assert (cold, warm) == (3, 2)  # PRAGMA data_version, [token,] session
     else:
         assert (cold, warm) == (2, 2)  # no memo: token, session
+
+
+def test_sqlite_keeps_its_connection_and_postgresql_uses_the_pool(api: Api, demo: Demo) -> None:
+    checkouts: list[object] = []
+
+    def checked_out(*_args: object) -> None:
+        checkouts.append(_args)
+
+    token = demo.manifest["tokens"]["admin"]
+    assert api.get(session_path(demo), token).status_code == 200  # the thread's connection
+    event.listen(api.live.app.engine, "checkout", checked_out)
+    try:
+        for _ in range(5):
+            assert api.get(session_path(demo), token).status_code == 200
+            assert api.get("/api/v2/venue_rooms", token).status_code == 200
+    finally:
+        event.remove(api.live.app.engine, "checkout", checked_out)
+    assert len(checkouts) == (0 if api.backend == "sqlite" else 10)
