@@ -79,6 +79,8 @@ class Related:
     many: bool
     rows: dict[Any, Any]
     level: Level
+    #: Rendered objects by id, filled as rendering first meets each (see ``render``).
+    rendered: dict[Any, Any] = field(default_factory=dict)
 
 
 class ExpansionTooLarge(ApiError):

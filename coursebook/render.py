@@ -3,7 +3,8 @@
 A projection's rendering plan (one ``Step`` per field) is compiled once, when the
 projection is, into a Python function that builds the object as a dict display:
 no per-field loop, branch or tuple unpacking on the hot path, which renders every
-object of a response (hundreds in a full expansion or a list page). The generated
+object of a response (hundreds in a full expansion or a list page). A loaded
+object that appears several times in one response is rendered once and shared. The generated
 source reads like hand-written code (``Renderer.source`` keeps it for debugging);
 only names and row keys from the resource graph go into it, never request input.
 """
@@ -52,6 +53,25 @@ def plan_step(field: Field, loaded: bool) -> Step:
 
 
 RenderFunction = Callable[[Row, "Level", RenderContext], dict[str, Any]]
+
+ONCE = "_render_once"
+
+
+def _render_once(
+    done: dict[Any, Any],
+    key: Any,
+    row: Row | None,
+    function: RenderFunction,
+    level: Level,
+    ctx: RenderContext,
+) -> dict[str, Any] | None:
+    """Render a related object the first time it appears; ``done`` keeps it for the rest.
+
+    An object related to many others (a list page's venues and instructors) is the
+    same wherever it appears in a response, so it is rendered once and shared.
+    """
+    rendered = done[key] = None if row is None else function(row, level, ctx)
+    return rendered
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,18 +140,23 @@ def compile_renderer(steps: Sequence[Step], children: dict[str, Renderer]) -> Re
             child = bind(children[name].function)
             index = len(prelude) // 2
             prelude.append(f"    related = children[{name!r}]")
-            prelude.append(f"    rows{index}, level{index} = related.rows, related.level")
+            prelude.append(
+                f"    rows{index}, level{index}, done{index} = "
+                "related.rows, related.level, related.rendered"
+            )
+            done = f"done{index}"
             if step.kind == MANY:
                 put(
                     name,
-                    f"[{child}(item, level{index}, ctx) "
+                    f"[{done}[item['id']] if item['id'] in {done} else "
+                    f"{ONCE}({done}, item['id'], item, {child}, level{index}, ctx) "
                     f"for item in rows{index}.get(row['id'], ())]",
                 )
             else:
                 put(
                     name,
-                    f"(None if (target := rows{index}.get(row[{step.key!r}])) is None "
-                    f"else {child}(target, level{index}, ctx))",
+                    f"({done}[key] if (key := row[{step.key!r}]) in {done} else "
+                    f"{ONCE}({done}, key, rows{index}.get(key), {child}, level{index}, ctx))",
                 )
     begin()
     source = "\n".join(
@@ -142,6 +167,7 @@ def compile_renderer(steps: Sequence[Step], children: dict[str, Renderer]) -> Re
             "    return out",
         ]
     )
+    namespace[ONCE] = _render_once
     exec(compile(source, "<renderer>", "exec"), namespace)  # noqa: S102 - graph-made source
     return Renderer(namespace["render"], source)
 

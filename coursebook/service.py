@@ -127,12 +127,12 @@ def list_resources(
         .limit(query.page_size)
         .offset(offset)
     )
-    rows = list(
-        conn.execute(
-            resource.statement.where(resource.table.c.id.in_(page_ids)).order_by(*query.order_by),
-            access.params,
-        ).mappings()
+    result = conn.execute(
+        resource.statement.where(resource.table.c.id.in_(page_ids)).order_by(*query.order_by),
+        access.params,
     )
+    keys = tuple(result.keys())
+    rows = [dict(zip(keys, row, strict=True)) for row in result.fetchall()]
     loader = Loader(conn, access, budget, ctx.base_url)
     loader.spend(len(rows), resource.name)
     level = loader.load(projection, rows, {row["id"]: 1 for row in rows})
