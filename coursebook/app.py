@@ -224,11 +224,14 @@ class CoursebookApp:
                 principal = authenticate(
                     conn, request.headers.get("authorization"), datetime.now(UTC), remembered
                 )
-                access = resolve(
-                    principal,
-                    request.headers.get("teamup-provider-id"),
-                    request.headers.get("teamup-request-mode"),
-                )
+                provider_header = request.headers.get("teamup-provider-id")
+                mode_header = request.headers.get("teamup-request-mode")
+                key = ("access", principal.token_id, provider_header, mode_header)
+                access = None if remembered is None else remembered.get(key)
+                if access is None:
+                    access = resolve(principal, provider_header, mode_header)
+                    if remembered is not None:
+                        remembered[key] = access
                 yield conn, access, remembered
         except (OperationalError, PoolTimeout) as error:
             logger.warning("Database unavailable: %s", type(error).__name__)

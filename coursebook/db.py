@@ -7,8 +7,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -80,26 +79,16 @@ class Connections:
         self._kept: list[Connection] = []
         self._lock = threading.Lock()
 
-    @contextmanager
-    def connect(self) -> Iterator[Connection]:
-        """A connection for one request."""
+    def connect(self) -> AbstractContextManager[Connection]:
+        """A connection for one request, as a context manager."""
         if not self.keep:
-            with self.engine.connect() as pooled:
-                yield pooled
-            return
+            return self.engine.connect()
         conn: Connection | None = getattr(self._local, "conn", None)
         if conn is None or conn.closed or conn.invalidated:
             conn = self._local.conn = self.engine.connect()
             with self._lock:
                 self._kept.append(conn)
-        try:
-            yield conn
-        finally:
-            dbapi_connection = conn.connection.dbapi_connection
-            if dbapi_connection is not None and dbapi_connection.in_transaction:
-                dbapi_connection.rollback()
-            if conn.in_transaction():
-                conn.rollback()
+        return _Kept(conn)
 
     def close(self) -> None:
         """Close the kept connections and dispose of the engine's pool."""
@@ -108,3 +97,22 @@ class Connections:
         for conn in kept:
             conn.close()
         self.engine.dispose()
+
+
+class _Kept:
+    """A kept connection lent to one request: whatever transaction it opened ends."""
+
+    __slots__ = ("conn",)
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    def __enter__(self) -> Connection:
+        return self.conn
+
+    def __exit__(self, *_exc: object) -> None:
+        dbapi_connection = self.conn.connection.dbapi_connection
+        if dbapi_connection is not None and dbapi_connection.in_transaction:
+            dbapi_connection.rollback()
+        if self.conn.in_transaction():
+            self.conn.rollback()
