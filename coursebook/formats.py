@@ -54,21 +54,49 @@ class _Tags(dict[str, tuple[str, str]]):
 _TAGS = _Tags()
 
 
-def _write(parts: list[str], data: Any) -> None:
+def _write(parts: list[str], data: Any, shared: dict[int, Any]) -> None:
+    """Append the XML of ``data`` to ``parts``.
+
+    Rendering shares an object that appears several times in a response (a list
+    page's venues); ``shared`` remembers where each dict's XML was written, and the
+    second time copies it instead of writing it again.
+    """
     append = parts.append
     if isinstance(data, dict):
+        seen = shared.get(id(data))
+        if seen is not None:
+            if isinstance(seen, tuple):  # the second time: join the first copy once
+                seen = shared[id(data)] = "".join(parts[seen[0] : seen[1]])
+            append(seen)
+            return
+        start = len(parts)
         for key, value in data.items():
             opening, closing = _TAGS[key]
-            append(opening)
-            if isinstance(value, str):
+            kind = type(value)
+            if kind is str:
+                append(opening)
                 append(_text(value))
-            elif value is not None:
-                _write(parts, value)
-            append(closing)
+                append(closing)
+            elif value is None:
+                append(opening)
+                append(closing)
+            elif kind is int or kind is float:
+                append(opening)
+                append(str(value))
+                append(closing)
+            elif kind is bool:
+                append(opening)
+                append("True" if value else "False")
+                append(closing)
+            else:
+                append(opening)
+                _write(parts, value, shared)
+                append(closing)
+        shared[id(data)] = (start, len(parts))
     elif isinstance(data, list | tuple):
         for item in data:
             append("<list-item>")
-            _write(parts, item)
+            _write(parts, item, shared)
             append("</list-item>")
     elif data is True:
         append("True")
@@ -83,7 +111,8 @@ def _write(parts: list[str], data: Any) -> None:
 def encode_xml(data: Any) -> bytes:
     """``data`` as DRF's XMLRenderer writes it."""
     parts = ['<?xml version="1.0" encoding="utf-8"?>\n<root>']
-    _write(parts, data)
+    # Every dict stays referenced by ``data`` while writing, so ids are not reused.
+    _write(parts, data, {})
     parts.append("</root>")
     return "".join(parts).encode("utf-8")
 
