@@ -11,8 +11,9 @@ write, so every change is another connection's and is seen.
 PostgreSQL offers no such cheap, exact signal, so there ``memo`` returns ``None``
 and every request reads the database (docs/architecture.md, "Memos").
 
-What goes in: authenticated principals by token digest, and list counts by
-(listing, access, filters). Never a rendered session: those are read per request.
+What goes in: authenticated principals by token digest, access decisions by token
+and headers, and list counts by (listing, access, filters). Never a rendered
+session: those are read per request.
 """
 
 from __future__ import annotations

@@ -6,7 +6,9 @@ SQL, bind and result type processing). Executing a compiled statement through
 (``python -m bench.query_overhead`` measures both); on a path that runs two to
 fifteen statements per request, that is most of the request. ``Query`` keeps
 SQLAlchemy's compilation and type processors, and hands the SQL straight to the
-driver's cursor. The engine's
+driver's cursor: per shape of parameters (the lengths of its ``IN`` lists) it keeps
+the SQL and a plan of the DBAPI arguments, and it builds result dicts with one
+generated function per statement. The engine's
 ``before_cursor_execute`` / ``after_cursor_execute`` events still fire (the
 statement counter and any instrumentation see every statement), and driver errors
 are wrapped as SQLAlchemy's ``DBAPIError`` family exactly as ``execute`` would.
