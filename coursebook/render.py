@@ -4,9 +4,10 @@ A projection's rendering plan (one ``Step`` per field) is compiled once, when th
 projection is, into a Python function that builds the object as a dict display:
 no per-field loop, branch or tuple unpacking on the hot path, which renders every
 object of a response (hundreds in a full expansion or a list page). A loaded
-object that appears several times in one response is rendered once and shared. The generated
-source reads like hand-written code (``Renderer.source`` keeps it for debugging);
-only names and row keys from the resource graph go into it, never request input.
+object that appears several times in one response is rendered once and shared.
+The generated source reads like hand-written code (``Renderer.source`` keeps it
+for debugging); only names and row keys from the resource graph go into it, never
+request input.
 """
 
 from __future__ import annotations
