@@ -311,7 +311,12 @@ def http_scope(path: str, token: str) -> dict[str, Any]:
 
 
 def count_statements(database: Path, token: str, paths: list[str]) -> float:
-    """Average SQL statements per request, counted by the engine's event counter."""
+    """Average SQL statements per request, counted by the engine's event counter.
+
+    Each request is made once before it is counted, so the connection's memo holds
+    the token and any list count, as in steady use (docs/architecture.md,
+    "Connections and the memo").
+    """
     from coursebook.app import create_app
     from coursebook.db import StatementCounter
     from coursebook.settings import Settings
@@ -335,12 +340,15 @@ def count_statements(database: Path, token: str, paths: list[str]) -> float:
         await app(scope, receive, send)
         return status
 
-    before = counter.count
+    counted = 0
     for path in sample:
         if asyncio.run(call(path)) != 200:
             sys.exit(f"bench: {path} did not answer 200")
-    app.engine.dispose()
-    return (counter.count - before) / len(sample)
+        before = counter.count
+        asyncio.run(call(path))
+        counted += counter.count - before
+    app.connections.close()
+    return counted / len(sample)
 
 
 def profile(database: Path, token: str, paths: dict[str, list[str]]) -> None:
@@ -533,7 +541,9 @@ def report(configs: list[Config], checks: list[tuple[str, bool, str]], command: 
         "",
         f"Load: wrk, 2 threads, {CONNECTIONS} connections, each request a different session "
         "id (R1-R4) or page (R5), on the same machine as the server. SQL statements are "
-        "counted per request by the engine's event counter on the same code path. Ratios "
+        "counted per request by the engine's event counter on the same code path, with a "
+        "warm memo (the first request after any write also reads the token, and a list "
+        "also counts its rows: one or two statements more). Ratios "
         "are to the ceiling: a minimal ASGI app answering a fixed course-session body, served "
         "by the same uvicorn with the same workers, measured in the same run. Errors count "
         "non-2xx answers and socket errors (wrk's timeout is 10 s).",

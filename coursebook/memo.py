@@ -9,7 +9,8 @@ the same request that would have used them. The service's own connections never
 write, so every change is another connection's and is seen.
 
 PostgreSQL offers no such cheap, exact signal, so there ``memo`` returns ``None``
-and every request reads the database (docs/architecture.md, "Memos").
+and every request reads the database (docs/architecture.md, "Connections and the
+memo").
 
 What goes in: authenticated principals by token digest, access decisions by token
 and headers, and list counts by (listing, access, filters). Never a rendered
