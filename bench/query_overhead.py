@@ -36,7 +36,7 @@ def main() -> None:
     if not database.exists():
         sys.exit("bench: run `make bench QUICK=1` first to build var/bench/small.sqlite3")
     engine = create_db_engine(f"sqlite:///{database}")
-    query: Query = _retrieve_query(STAFF)
+    query: Query = _retrieve_query(STAFF, None)
     params = {"access_provider_id": 1, "session_id": 5}
     with engine.connect() as conn:
         compiled = query.statement.compile(dialect=engine.dialect)

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import ColumnElement, FromClause, Select, Table, func, or_, select
@@ -74,6 +75,9 @@ class Field:
     convert: Callable[[Any], Any] | None = None
     #: Set when the value is always this (the ``object`` field).
     constant: str | None = None
+    #: The row keys a getter reads, where declared: a level whose fields all say what
+    #: they read loads only those columns (see ``Projection.columns``).
+    reads: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -270,6 +274,7 @@ def to_many(
         expandable=True,
         relation=Relation(target=target, many=True, foreign_key=foreign_key, through=through),
         collection=_collection_path(path, parameter),
+        reads=("id",),
     )
 
 
@@ -336,6 +341,9 @@ _attending_count = (
 )
 
 
+SESSION_URL_READS = ("provider_id", "provider_slug", "id")
+
+
 def _session_url(audience: str) -> Getter:
     return lambda row, _ctx: (
         f"/p/{row['provider_id']}-{row['provider_slug']}/{audience}course_sessions/{row['id']}"
@@ -380,8 +388,8 @@ COURSE_SESSION = Resource(
             through=Through(m.course_session_instructors, "course_session_id", "instructor_id"),
         ),
         to_one("course", "course", "course_id"),
-        Field("customer_url", STR, _session_url("c/")),
-        Field("provider_url", STR, _session_url("")),
+        Field("customer_url", STR, _session_url("c/"), reads=SESSION_URL_READS),
+        Field("provider_url", STR, _session_url(""), reads=SESSION_URL_READS),
     ),
     order_by=(_cs.c.starts_at, _cs.c.id),
     provider_column=_cs.c.provider_id,
@@ -974,6 +982,23 @@ RESOURCES: dict[str, Resource] = {
         REGISTRATION_TIMELINE,
     )
 }
+
+
+@lru_cache(maxsize=1024)
+def select_columns(resource_name: str, columns: frozenset[str] | None) -> Select[Any]:
+    """``resource_name``'s statement selecting only ``columns`` (every one for None).
+
+    The FROM clause stays whole, so the rows are the same; only the columns (and the
+    subqueries behind them, such as a session's attending count) are left out.
+    """
+    statement = RESOURCES[resource_name].statement
+    if columns is None:
+        return statement
+    kept = [column for column in statement.selected_columns if column.key in columns]
+    missing = columns - {column.key for column in kept}
+    if missing:
+        raise LookupError(f"{resource_name} does not select {', '.join(sorted(missing))}")
+    return statement.with_only_columns(*kept, maintain_column_froms=True)
 
 
 def _settings_schema(*extra: tuple[str, dict[str, Any]], required: list[str]) -> dict[str, Any]:

@@ -20,7 +20,7 @@ from sqlalchemy import BindParameter, Connection, Integer, bindparam
 
 from coursebook.access import PROVIDER_ID, Access, Scope
 from coursebook.errors import ApiError
-from coursebook.graph import RESOURCES, Field, Row
+from coursebook.graph import RESOURCES, Field, Row, select_columns
 from coursebook.projection import Projection
 from coursebook.query import Query
 
@@ -28,23 +28,36 @@ PARENT = "_parent"
 KEYS: BindParameter[Any] = bindparam("keys", expanding=True)
 LIMIT = bindparam("limit", type_=Integer)
 
-_queries: dict[tuple[int, str], Query] = {}
+_queries: dict[tuple[int, str, frozenset[str] | None], Query] = {}
+#: Distinct ``fields`` selections make distinct queries; past this many, start again.
+MAX_QUERIES = 2048
 
 
-def relation_query(relation_field: Field, scope: Scope) -> Query:
+def relation_query(
+    relation_field: Field, scope: Scope, columns: frozenset[str] | None = None
+) -> Query:
     """The query loading ``relation_field``'s targets under ``scope`` (cached).
 
-    It takes the parent keys as ``keys`` and, for to-many relations, a row ``limit``.
+    It selects ``columns`` of the target (all for None), takes the parent keys as
+    ``keys`` and, for to-many relations, a row ``limit``.
     """
-    cache_key = (id(relation_field), scope.name)
+    cache_key = (id(relation_field), scope.name, columns)
     query = _queries.get(cache_key)
     if query is not None:
         return query
+    if len(_queries) >= MAX_QUERIES:
+        _queries.clear()
     relation = relation_field.relation
     assert relation is not None
     target = RESOURCES[relation.target]
     table = target.table
-    statement = target.statement.order_by(*target.order_by).where(*scope.filters(target.name))
+    if columns is not None and relation.foreign_key is not None:
+        columns = columns | {relation.foreign_key}  # the loader groups rows by it
+    statement = (
+        select_columns(target.name, columns)
+        .order_by(*target.order_by)
+        .where(*scope.filters(target.name))
+    )
     if target.provider_column is not None:
         statement = statement.where(target.provider_column == PROVIDER_ID)
     if not relation.many:
@@ -129,14 +142,15 @@ class Loader:
             )
 
     def _fetch(
-        self, relation_field: Field, keys: set[Any], limit: int | None
+        self, relation_field: Field, child: Projection, keys: set[Any], limit: int | None
     ) -> list[dict[str, Any]]:
         if not keys:
             return []
         params: dict[str, Any] = {**self.access.params, KEYS.key: sorted(keys)}
         if limit is not None:
             params[LIMIT.key] = limit
-        return relation_query(relation_field, self.access.scope).rows(self.conn, params)
+        query = relation_query(relation_field, self.access.scope, child.columns)
+        return query.rows(self.conn, params)
 
     def _load_relation(
         self,
@@ -152,7 +166,7 @@ class Loader:
         if not relation.many:
             assert relation.key is not None
             keys = {row[relation.key] for row in rows if row[relation.key] is not None}
-            loaded = self._fetch(relation_field, keys, None)
+            loaded = self._fetch(relation_field, child, keys, None)
             by_id = {row["id"]: row for row in loaded}
             for row in rows:
                 if row[relation.key] in by_id:
@@ -167,7 +181,7 @@ class Loader:
             url = relation_field.collection(rows[0])
         # Never fetch more rows than the budget could still render.
         remaining = max(self.budget - self.rendered, 0)
-        loaded = self._fetch(relation_field, {row["id"] for row in rows}, remaining + 1)
+        loaded = self._fetch(relation_field, child, {row["id"] for row in rows}, remaining + 1)
         by_parent: dict[Any, list[Row]] = defaultdict(list)
         unique: dict[Any, Row] = {}
         for row in loaded:

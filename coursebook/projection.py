@@ -34,6 +34,9 @@ class Projection:
     steps: tuple[Step, ...]
     #: The plan compiled to a function (see ``render``).
     renderer: Renderer
+    #: The row keys rendering and loading read at this level, or None when a field
+    #: does not declare what it reads: statements then select every column.
+    columns: frozenset[str] | None = None
 
     def walk(self) -> list[tuple[str, Projection]]:
         """Every projection in the tree with its dotted path (root first)."""
@@ -142,7 +145,30 @@ def _build(resource: Resource, expand: Tree, fields: Tree | None) -> Projection:
     loaded = {field.name: child.renderer for field, child in children}
     steps = tuple(plan_step(field, field.name in loaded) for field in chosen)
     renderer = compile_renderer(steps, loaded)
-    return Projection(resource, tuple(chosen), tuple(children), steps, renderer)
+    columns = _columns(chosen, loaded)
+    return Projection(resource, tuple(chosen), tuple(children), steps, renderer, columns)
+
+
+def _columns(chosen: list[Field], loaded: dict[str, Renderer]) -> frozenset[str] | None:
+    """The row keys that rendering ``chosen`` and loading its relations read.
+
+    ``id`` always: the loader keys rows by it. A loaded to-one relation reads its key
+    column; a to-many one, the row's id.
+    """
+    keys = {"id"}
+    for field in chosen:
+        if field.name in loaded:
+            assert field.relation is not None
+            if not field.relation.many:
+                assert field.relation.key is not None
+                keys.add(field.relation.key)
+        elif field.column is not None:
+            keys.add(field.column)
+        elif field.constant is None:
+            if field.reads is None:
+                return None
+            keys.update(field.reads)
+    return frozenset(keys)
 
 
 @lru_cache(maxsize=4096)

@@ -9,7 +9,7 @@ from sqlalchemy import ColumnElement, Connection, bindparam, func, select
 
 from coursebook.access import PROVIDER_ID, Access, Scope
 from coursebook.errors import ApiError, not_found
-from coursebook.graph import COURSE_SESSION, RenderContext, Resource
+from coursebook.graph import COURSE_SESSION, RenderContext, Resource, select_columns
 from coursebook.listing import Listing, ListQuery
 from coursebook.loader import Loader
 from coursebook.memo import Memo
@@ -22,21 +22,28 @@ PERMITTED = "_permitted"
 
 
 SESSION_ID = bindparam("session_id", type_=Id)
-_retrieve_queries: dict[str, Query] = {}
+_retrieve_queries: dict[tuple[str, frozenset[str] | None], Query] = {}
+#: Distinct ``fields`` selections make distinct queries; past this many, start again.
+MAX_QUERIES = 1024
 
 
-def _retrieve_query(scope: Scope) -> Query:
-    """The root query of a retrieve under ``scope``, built once per scope."""
-    query = _retrieve_queries.get(scope.name)
+def _retrieve_query(scope: Scope, columns: frozenset[str] | None) -> Query:
+    """The root query of a retrieve under ``scope`` selecting ``columns``, built once."""
+    key = (scope.name, columns)
+    query = _retrieve_queries.get(key)
     if query is None:
-        statement = COURSE_SESSION.statement.add_columns(
-            scope.permitted_condition(COURSE_SESSION.name).label(PERMITTED)
-        ).where(
-            course_sessions.c.id == SESSION_ID,
-            course_sessions.c.provider_id == PROVIDER_ID,
-            *scope.visible.get(COURSE_SESSION.name, ()),
+        if len(_retrieve_queries) >= MAX_QUERIES:
+            _retrieve_queries.clear()
+        statement = (
+            select_columns(COURSE_SESSION.name, columns)
+            .add_columns(scope.permitted_condition(COURSE_SESSION.name).label(PERMITTED))
+            .where(
+                course_sessions.c.id == SESSION_ID,
+                course_sessions.c.provider_id == PROVIDER_ID,
+                *scope.visible.get(COURSE_SESSION.name, ()),
+            )
         )
-        query = _retrieve_queries[scope.name] = Query(statement)
+        query = _retrieve_queries[key] = Query(statement)
     return query
 
 
@@ -52,7 +59,9 @@ def retrieve_course_session(
     """The rendered course session ``session_id``; 404 when not visible, 403 when forbidden."""
     if not 0 < session_id <= MAX_ID:
         raise not_found()
-    rows = _retrieve_query(access.scope).rows(conn, {**access.params, SESSION_ID.key: session_id})
+    rows = _retrieve_query(access.scope, projection.columns).rows(
+        conn, {**access.params, SESSION_ID.key: session_id}
+    )
     if not rows:
         raise not_found()
     row = rows[0]
@@ -128,7 +137,9 @@ def list_resources(
         .offset(offset)
     )
     result = conn.execute(
-        resource.statement.where(resource.table.c.id.in_(page_ids)).order_by(*query.order_by),
+        select_columns(resource.name, projection.columns)
+        .where(resource.table.c.id.in_(page_ids))
+        .order_by(*query.order_by),
         access.params,
     )
     keys = tuple(result.keys())

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+from sqlalchemy import event
+
 from tests.conftest import Api, Demo
 from tests.test_expand import error, get, rich_session
 
@@ -90,3 +93,78 @@ def test_fields_beyond_four_expansions_are_refused(api: Api, demo: Demo) -> None
 def test_oversized_parameters_are_refused(api: Api, demo: Demo) -> None:
     assert error(api, demo, fields="id," * 3000)["field_errors"]["fields"]
     assert error(api, demo, expand=",".join(["venue"] * 300))["field_errors"]["expand"]
+
+
+def _cut(full: Any, selection: list[str]) -> Any:
+    """``full`` keeping only the dot paths of ``selection`` (what ``fields`` should do)."""
+    if isinstance(full, list):
+        return [_cut(item, selection) for item in full]
+    tree: dict[str, list[str]] = {}
+    for path in selection:
+        head, _, rest = path.partition(".")
+        tree.setdefault(head, [])
+        if rest:
+            tree[head].append(rest)
+    return {
+        key: (_cut(value, tree[key]) if tree[key] and value is not None else value)
+        for key, value in full.items()
+        if key in tree
+    }
+
+
+#: A ``fields`` selection and the ``expand`` whose full response it cuts down.
+SELECTIONS = [
+    ("id,name,starts_at,venue.name,instructors.name", "venue,instructors"),
+    ("attending_count,max_occupancy", ""),
+    ("customer_url,instructors", ""),
+    (
+        "course.offering_type.name,course.offering_type.category.name,venue.timezone",
+        "course.offering_type.category,venue",
+    ),
+    (
+        "course.course_sessions.starts_at,course.course_sessions.venue,instructors.permissions",
+        "course.course_sessions,instructors",
+    ),
+]
+
+
+@pytest.mark.parametrize(("selection", "expand"), SELECTIONS)
+def test_sparse_fields_are_the_full_response_cut_down(
+    api: Api, demo: Demo, selection: str, expand: str
+) -> None:
+    """Statements select only what a sparse request reads; the values stay the same."""
+    paths = selection.split(",")
+    for session_id in demo.manifest["course_sessions"]["main"][::40]:
+        full = get(api, demo, session_id, expand=expand)
+        assert get(api, demo, session_id, fields=selection) == _cut(full, paths)
+    page = {"page_size": "20", "page": "2"}
+    full_page = api.get("/api/v2/course_sessions", admin(demo), params={**page, "expand": expand})
+    sparse_page = api.get(
+        "/api/v2/course_sessions", admin(demo), params={**page, "fields": selection}
+    )
+    assert sparse_page.json()["results"] == _cut(full_page.json()["results"], paths)
+
+
+def admin(demo: Demo) -> str:
+    return demo.manifest["tokens"]["admin"]
+
+
+def test_sparse_fields_leave_unread_subqueries_out(api: Api, demo: Demo) -> None:
+    statements: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        statements.append(statement)
+
+    session_id = rich_session(demo, big_course=False)
+    engine = api.live.app.engine
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        get(api, demo, session_id, fields="id,name")
+        sparse = [s for s in statements if "FROM course_sessions" in s]
+        statements.clear()
+        get(api, demo, session_id, fields="id,attending_count")
+        counted = [s for s in statements if "FROM course_sessions" in s]
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    assert sparse and "attendances" not in sparse[0] and "max_occupancy" not in sparse[0]
+    assert counted and "attendances" in counted[0]
