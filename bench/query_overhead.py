@@ -3,7 +3,7 @@
 Runs the retrieve statement of a course session on the small benchmark dataset three
 ways, N times each, and prints the mean time per call: ``Connection.execute`` (the
 statement cached and built once), ``coursebook.query.Query.rows``, and the bare
-DBAPI cursor with the same SQL. Build the dataset first with ``make bench QUICK=1``.
+DBAPI cursor with the same SQL. The dataset is the benchmark's, built when missing.
 
     python -m bench.query_overhead [N]
 """
@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from bench.run import DATA
+from bench.run import dataset
 from coursebook.access import STAFF
 from coursebook.db import create_db_engine
 from coursebook.query import Query
@@ -32,9 +32,7 @@ def mean_us(calls: int, call: Callable[[], Any]) -> float:
 
 def main() -> None:
     calls = int(sys.argv[1]) if len(sys.argv) > 1 else 5000
-    database = DATA / "small.sqlite3"
-    if not database.exists():
-        sys.exit("bench: run `make bench QUICK=1` first to build var/bench/small.sqlite3")
+    database, _manifest = dataset("small")
     engine = create_db_engine(f"sqlite:///{database}")
     query: Query = _retrieve_query(STAFF, None)
     params = {"access_provider_id": 1, "session_id": 5}

@@ -65,8 +65,8 @@ class Connections:
     PostgreSQL: the engine's pool, checked out and returned per request, with a
     pre-ping so that a restarted server costs no failed request. SQLite: each thread
     keeps one connection for its life. Checking a connection out of SQLAlchemy's pool
-    and back costs more than a plain retrieve's two statements on a local file, and a
-    SQLite connection does not go stale. The service never writes through it, and
+    and back costs about as much as a plain retrieve's two statements on a local
+    file, and a SQLite connection does not go stale. The service never writes through it, and
     outside a transaction every SQLite statement reads the latest commit, so a kept
     connection sees every change; should a transaction be open at the end of a
     request, it is rolled back.
