@@ -15,7 +15,7 @@ from datetime import UTC, date, datetime
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import ColumnElement, FromClause, Select, Table, func, or_, select
+from sqlalchemy import ColumnElement, FromClause, Select, Table, func, select
 
 from coursebook import models as m
 
@@ -330,16 +330,6 @@ RESOURCE_TITLES = {
 # -- course session -----------------------------------------------------------------
 
 _cs = m.course_sessions
-_attending_count = (
-    select(func.count())
-    .where(
-        m.attendances.c.course_session_id == _cs.c.id,
-        # Equalities rather than IN: no expanding parameter to render on every execution.
-        or_(*(m.attendances.c.status == status for status in m.ATTENDING_STATUSES)),
-    )
-    .scalar_subquery()
-)
-
 
 SESSION_URL_READS = ("provider_id", "provider_slug", "id")
 
@@ -358,7 +348,6 @@ COURSE_SESSION = Resource(
         _cs,
         m.courses.c.name.label("course_name"),
         m.providers.c.slug.label("provider_slug"),
-        _attending_count.label("attending_count"),
     ).select_from(
         _cs.join(m.courses, m.courses.c.id == _cs.c.course_id).join(
             m.providers, m.providers.c.id == _cs.c.provider_id

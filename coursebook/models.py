@@ -396,6 +396,9 @@ course_sessions = Table(
     Column("ends_at", DateTime(timezone=True), nullable=False),
     Column("status", String(16), nullable=False, default="active"),
     Column("max_occupancy", Integer, nullable=True),
+    # How many of the session's attendances are ATTENDING_STATUSES: kept by triggers on
+    # ``attendances`` (migration 0004), so reading it costs nothing per session.
+    Column("attending_count", Integer, nullable=False, server_default="0"),
     CheckConstraint("status IN ('active', 'cancelled')", name="status"),
     CheckConstraint("ends_at >= starts_at", name="ends_after_start"),
     Index("ix_course_sessions_provider_starts_at", "provider_id", "starts_at"),

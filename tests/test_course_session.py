@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from typing import Any
+
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, insert, select, update
 
 from coursebook import models as m
 from tests.conftest import Api, Demo
@@ -80,6 +83,48 @@ def test_attending_count_follows_stored_attendances(api: Api, demo: Demo) -> Non
     seen = {sid: api.get(session_path(sid), token).json()["attending_count"] for sid in ids}
     assert seen == {sid: counts.get(sid, 0) for sid in ids}
     assert len(set(seen.values())) > 1, "the demo data should vary attendance"
+
+
+def test_attending_count_follows_every_write_to_attendances(api: Api, demo: Demo) -> None:
+    """The count is kept by triggers on ``attendances`` (migration 0004), whoever writes."""
+    token = demo.manifest["tokens"]["admin"]
+    here, there = demo.manifest["course_sessions"]["main"][3:5]
+
+    def counts() -> tuple[int, int]:
+        return tuple(  # type: ignore[return-value]
+            api.get(session_path(sid), token).json()["attending_count"] for sid in (here, there)
+        )
+
+    def write(statement: Any) -> Any:
+        with demo.engine.begin() as conn:
+            return conn.execute(statement)
+
+    start_here, start_there = counts()
+    with demo.engine.connect() as conn:
+        customer = conn.scalar(
+            select(m.customer_profiles.c.id)
+            .where(m.customer_profiles.c.provider_id == demo.manifest["providers"]["main"])
+            .limit(1)
+        )
+    rows = m.attendances.c
+    new = {"customer_profile_id": customer, "created_at": datetime.now(UTC)}
+    added: list[int] = []
+    try:
+        for status in ("registered", "waitlisted"):
+            result = write(
+                insert(m.attendances).values(course_session_id=here, status=status, **new)
+            )
+            added.append(result.inserted_primary_key[0])
+        assert counts() == (start_here + 1, start_there)
+        write(update(m.attendances).where(rows.id == added[1]).values(status="attended"))
+        assert counts() == (start_here + 2, start_there)
+        write(update(m.attendances).where(rows.id == added[0]).values(status="cancelled"))
+        assert counts() == (start_here + 1, start_there)
+        write(update(m.attendances).where(rows.id == added[1]).values(course_session_id=there))
+        assert counts() == (start_here, start_there + 1)
+    finally:
+        write(delete(m.attendances).where(rows.id.in_(added)))
+    assert counts() == (start_here, start_there)
 
 
 @pytest.mark.parametrize(

@@ -1,5 +1,6 @@
 """Faults: an unexpected error is a bare 500 with a request id; revocation is immediate
-in every worker of a multi-process server; migrations match the models."""
+in every worker of a multi-process server; migrations match the models and keep the
+data a database already holds."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ import httpx
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import update
+from sqlalchemy import func, select, update
 
 from coursebook import models as m
 from coursebook.db import create_db_engine
@@ -31,6 +32,30 @@ from tests.conftest import Api, Demo, empty_database, live_server
 def test_migrations_match_the_models(demo: Demo) -> None:
     with demo.engine.connect() as conn:
         assert compare_metadata(MigrationContext.configure(conn), m.metadata) == []
+
+
+def test_upgrading_fills_the_attending_counts_of_existing_sessions(
+    backend: str, tmp_path: Path
+) -> None:
+    """Migration 0004 counts the attendances a database already holds, then keeps count."""
+    with empty_database(backend, tmp_path) as url:
+        upgrade(url, "0003")
+        engine = create_db_engine(url)
+        generate(engine, seed=7, scale="small", progress=False)
+        upgrade(url)
+        attending = (
+            select(func.count())
+            .where(
+                m.attendances.c.course_session_id == m.course_sessions.c.id,
+                m.attendances.c.status.in_(m.ATTENDING_STATUSES),
+            )
+            .scalar_subquery()
+        )
+        with engine.connect() as conn:
+            pairs = conn.execute(select(m.course_sessions.c.attending_count, attending)).all()
+        engine.dispose()
+    assert pairs and all(stored == counted for stored, counted in pairs)
+    assert any(stored for stored, _ in pairs)
 
 
 @pytest.fixture

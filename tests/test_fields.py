@@ -155,16 +155,19 @@ def test_sparse_fields_leave_unread_subqueries_out(api: Api, demo: Demo) -> None
     def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
         statements.append(statement)
 
+    def membership_statements(fields: str) -> list[str]:
+        statements.clear()
+        get(api, demo, session_id, fields=fields)
+        return [s for s in statements if "FROM memberships" in s]
+
     session_id = rich_session(demo, big_course=False)
     engine = api.live.app.engine
     event.listen(engine, "before_cursor_execute", record)
     try:
-        get(api, demo, session_id, fields="id,name")
-        sparse = [s for s in statements if "FROM course_sessions" in s]
-        statements.clear()
-        get(api, demo, session_id, fields="id,attending_count")
-        counted = [s for s in statements if "FROM course_sessions" in s]
+        sparse = membership_statements("course.offering_type.memberships.name")
+        counted = membership_statements("course.offering_type.memberships.active_member_count")
     finally:
         event.remove(engine, "before_cursor_execute", record)
-    assert sparse and "attendances" not in sparse[0] and "max_occupancy" not in sparse[0]
-    assert counted and "attendances" in counted[0]
+    assert len(sparse) == len(counted) == 1
+    assert "customer_memberships" not in sparse[0] and "price_minor" not in sparse[0]
+    assert "customer_memberships" in counted[0]
