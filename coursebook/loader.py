@@ -4,9 +4,9 @@ The loader receives a compiled ``Projection`` and the request's ``Access`` decis
 it never reads the request. Every object a response will render is counted against
 the expansion budget while loading, so an oversized request fails before rendering.
 
-Statements are built once per (relation, access scope) with bound parameters and
-kept: a request only supplies the keys, so SQLAlchemy neither rebuilds nor
-re-keys them on the hot path.
+Statements are built once per (relation, access scope, columns read) with bound
+parameters and kept: a request only supplies the keys, so SQLAlchemy neither
+rebuilds nor re-keys them on the hot path.
 """
 
 from __future__ import annotations
@@ -16,21 +16,19 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import BindParameter, Connection, Integer, bindparam
+from sqlalchemy import BindParameter, Connection, Integer, Select, bindparam
 
 from coursebook.access import PROVIDER_ID, Access, Scope
 from coursebook.errors import ApiError
 from coursebook.graph import RESOURCES, Field, Row, select_columns
 from coursebook.projection import Projection
-from coursebook.query import Query
+from coursebook.query import Query, QueryCache
 
 PARENT = "_parent"
 KEYS: BindParameter[Any] = bindparam("keys", expanding=True)
 LIMIT = bindparam("limit", type_=Integer)
 
-_queries: dict[tuple[int, str, frozenset[str] | None], Query] = {}
-#: Distinct ``fields`` selections make distinct queries; past this many, start again.
-MAX_QUERIES = 2048
+_queries = QueryCache(limit=2048)
 
 
 def relation_query(
@@ -41,12 +39,15 @@ def relation_query(
     It selects ``columns`` of the target (all for None), takes the parent keys as
     ``keys`` and, for to-many relations, a row ``limit``.
     """
-    cache_key = (id(relation_field), scope.name, columns)
-    query = _queries.get(cache_key)
-    if query is not None:
-        return query
-    if len(_queries) >= MAX_QUERIES:
-        _queries.clear()
+    return _queries.get(
+        (id(relation_field), scope.name, columns),
+        lambda: _relation_statement(relation_field, scope, columns),
+    )
+
+
+def _relation_statement(
+    relation_field: Field, scope: Scope, columns: frozenset[str] | None
+) -> Select[Any]:
     relation = relation_field.relation
     assert relation is not None
     target = RESOURCES[relation.target]
@@ -61,20 +62,17 @@ def relation_query(
     if target.provider_column is not None:
         statement = statement.where(target.provider_column == PROVIDER_ID)
     if not relation.many:
-        statement = statement.where(table.c.id.in_(KEYS))
-    elif relation.through is not None:
+        return statement.where(table.c.id.in_(KEYS))
+    if relation.through is not None:
         link = relation.through.table
-        statement = (
+        return (
             statement.add_columns(link.c[relation.through.parent].label(PARENT))
             .join(link, link.c[relation.through.child] == table.c.id)
             .where(link.c[relation.through.parent].in_(KEYS))
             .limit(LIMIT)
         )
-    else:
-        assert relation.foreign_key is not None
-        statement = statement.where(table.c[relation.foreign_key].in_(KEYS)).limit(LIMIT)
-    query = _queries[cache_key] = Query(statement)
-    return query
+    assert relation.foreign_key is not None
+    return statement.where(table.c[relation.foreign_key].in_(KEYS)).limit(LIMIT)
 
 
 @dataclass(slots=True)

@@ -16,7 +16,7 @@ are wrapped as SQLAlchemy's ``DBAPIError`` family exactly as ``execute`` would.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -186,3 +186,25 @@ class Query:
         finally:
             cursor.close()
         return [make_row(row) for row in fetched]
+
+
+class QueryCache:
+    """Queries built on first use and kept by key.
+
+    Keys include a projection's columns, and distinct ``fields`` selections make
+    distinct queries: past ``limit`` entries the cache starts again empty, so memory
+    stays bounded whatever requests arrive.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._queries: dict[Hashable, Query] = {}
+
+    def get(self, key: Hashable, build: Callable[[], Select[Any]]) -> Query:
+        """The query for ``key``, made from ``build()`` the first time."""
+        query = self._queries.get(key)
+        if query is None:
+            if len(self._queries) >= self.limit:
+                self._queries.clear()
+            query = self._queries[key] = Query(build())
+        return query

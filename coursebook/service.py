@@ -15,26 +15,21 @@ from coursebook.loader import Loader
 from coursebook.memo import Memo
 from coursebook.models import MAX_ID, Id, course_sessions
 from coursebook.projection import Projection
-from coursebook.query import Query
+from coursebook.query import Query, QueryCache
 from coursebook.render import render
 
 PERMITTED = "_permitted"
 
 
 SESSION_ID = bindparam("session_id", type_=Id)
-_retrieve_queries: dict[tuple[str, frozenset[str] | None], Query] = {}
-#: Distinct ``fields`` selections make distinct queries; past this many, start again.
-MAX_QUERIES = 1024
+_retrieve_queries = QueryCache(limit=1024)
 
 
 def _retrieve_query(scope: Scope, columns: frozenset[str] | None) -> Query:
     """The root query of a retrieve under ``scope`` selecting ``columns``, built once."""
-    key = (scope.name, columns)
-    query = _retrieve_queries.get(key)
-    if query is None:
-        if len(_retrieve_queries) >= MAX_QUERIES:
-            _retrieve_queries.clear()
-        statement = (
+    return _retrieve_queries.get(
+        (scope.name, columns),
+        lambda: (
             select_columns(COURSE_SESSION.name, columns)
             .add_columns(scope.permitted_condition(COURSE_SESSION.name).label(PERMITTED))
             .where(
@@ -42,9 +37,8 @@ def _retrieve_query(scope: Scope, columns: frozenset[str] | None) -> Query:
                 course_sessions.c.provider_id == PROVIDER_ID,
                 *scope.visible.get(COURSE_SESSION.name, ()),
             )
-        )
-        query = _retrieve_queries[key] = Query(statement)
-    return query
+        ),
+    )
 
 
 def retrieve_course_session(
