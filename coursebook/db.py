@@ -85,9 +85,14 @@ class Connections:
             return self.engine.connect()
         conn: Connection | None = getattr(self._local, "conn", None)
         if conn is None or conn.closed or conn.invalidated:
-            conn = self._local.conn = self.engine.connect()
+            stale, conn = conn, self.engine.connect()
+            self._local.conn = conn
             with self._lock:
+                if stale is not None:
+                    self._kept.remove(stale)
                 self._kept.append(conn)
+            if stale is not None:
+                stale.close()
         return _Kept(conn)
 
     def close(self) -> None:

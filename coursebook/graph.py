@@ -978,7 +978,7 @@ def select_columns(resource_name: str, columns: frozenset[str] | None) -> Select
     """``resource_name``'s statement selecting only ``columns`` (every one for None).
 
     The FROM clause stays whole, so the rows are the same; only the columns (and the
-    subqueries behind them, such as a session's attending count) are left out.
+    subqueries behind them, such as a membership's active member count) are left out.
     """
     statement = RESOURCES[resource_name].statement
     if columns is None:

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from sqlalchemy import delete, event, insert, select, update
 
 from coursebook import models as m
+from coursebook.db import Connections, create_db_engine
 from coursebook.tokens import create_token
 from tests.conftest import Api, Demo
 
@@ -127,3 +129,17 @@ def test_sqlite_keeps_its_connection_and_postgresql_uses_the_pool(api: Api, demo
     finally:
         event.remove(api.live.app.engine, "checkout", checked_out)
     assert len(checkouts) == (0 if api.backend == "sqlite" else 10)
+
+
+def test_a_kept_connection_recovers_from_an_invalidated_driver_connection(
+    tmp_path: Path,
+) -> None:
+    connections = Connections(create_db_engine(f"sqlite:///{tmp_path}/kept.sqlite3"))
+    with connections.connect() as conn:
+        lost = conn.connection.dbapi_connection
+        conn.invalidate()  # as after a driver error that lost the connection
+    with connections.connect() as again:
+        assert again.exec_driver_sql("SELECT 2").scalar() == 2
+        assert again.connection.dbapi_connection is not lost
+    connections.close()
+    assert again.closed
