@@ -828,14 +828,6 @@ AVAILABILITY_SCHEDULE_OFFERING_TYPE = Resource(
 )
 
 _ms = m.memberships
-_active_member_count = (
-    select(func.count())
-    .where(
-        m.customer_memberships.c.membership_id == _ms.c.id,
-        m.customer_memberships.c.active.is_(True),
-    )
-    .scalar_subquery()
-)
 
 
 def _price(key: str) -> Getter:
@@ -852,9 +844,9 @@ MEMBERSHIP = Resource(
     name="membership",
     title="Membership",
     table=_ms,
-    statement=select(
-        _ms, *_currency_columns(), _active_member_count.label("active_member_count")
-    ).select_from(_ms.join(m.providers, m.providers.c.id == _ms.c.provider_id)),
+    statement=select(_ms, *_currency_columns()).select_from(
+        _ms.join(m.providers, m.providers.c.id == _ms.c.provider_id)
+    ),
     fields=(
         attr("id", INT),
         obj("membership"),
@@ -978,7 +970,7 @@ def select_columns(resource_name: str, columns: frozenset[str] | None) -> Select
     """``resource_name``'s statement selecting only ``columns`` (every one for None).
 
     The FROM clause stays whole, so the rows are the same; only the columns (and the
-    subqueries behind them, such as a membership's active member count) are left out.
+    subqueries behind them) are left out.
     """
     statement = RESOURCES[resource_name].statement
     if columns is None:

@@ -329,6 +329,9 @@ memberships = Table(
     Column("is_draft", Boolean, nullable=False, default=False),
     Column("incomplete_reasons", JSON, nullable=False),
     Column("shareable", Boolean, nullable=False, default=False),
+    # How many of its customer memberships are active: kept by triggers on
+    # ``customer_memberships`` (migration 0005), so reading it costs nothing.
+    Column("active_member_count", Integer, nullable=False, server_default="0"),
     CheckConstraint("type IN ('pack', 'recurring_plan', 'prepaid_plan')", name="type"),
     CheckConstraint("duration_unit IN ('days', 'weeks', 'months')", name="duration_unit"),
 )

@@ -127,6 +127,61 @@ def test_attending_count_follows_every_write_to_attendances(api: Api, demo: Demo
     assert counts() == (start_here, start_there)
 
 
+def test_active_member_count_follows_every_write_to_customer_memberships(
+    api: Api, demo: Demo
+) -> None:
+    """The count is kept by triggers on ``customer_memberships`` (migration 0005)."""
+    token = demo.manifest["tokens"]["admin"]
+    main = demo.manifest["providers"]["main"]
+    with demo.engine.connect() as conn:
+        customer = conn.scalar(
+            select(m.customer_profiles.c.id).where(m.customer_profiles.c.provider_id == main)
+        )
+
+    def shown() -> dict[int, int]:
+        response = api.get(
+            "/api/v2/course_sessions",
+            token,
+            params={"page_size": "100", "expand": "course.offering_type.memberships"},
+        )
+        return {
+            membership["id"]: membership["active_member_count"]
+            for session in response.json()["results"]
+            for membership in session["course"]["offering_type"]["memberships"]
+        }
+
+    here, there = sorted(shown())[:2]
+
+    def counts() -> tuple[int, int]:
+        found = shown()
+        return found[here], found[there]
+
+    def write(statement: Any) -> Any:
+        with demo.engine.begin() as conn:
+            return conn.execute(statement)
+
+    rows = m.customer_memberships.c
+    start_here, start_there = counts()
+    new = {"customer_profile_id": customer, "starts_on": datetime.now(UTC).date()}
+    added: list[int] = []
+    try:
+        for active in (True, False):
+            result = write(
+                insert(m.customer_memberships).values(membership_id=here, active=active, **new)
+            )
+            added.append(result.inserted_primary_key[0])
+        assert counts() == (start_here + 1, start_there)
+        write(update(m.customer_memberships).where(rows.id == added[1]).values(active=True))
+        assert counts() == (start_here + 2, start_there)
+        write(update(m.customer_memberships).where(rows.id == added[0]).values(active=False))
+        assert counts() == (start_here + 1, start_there)
+        write(update(m.customer_memberships).where(rows.id == added[1]).values(membership_id=there))
+        assert counts() == (start_here, start_there + 1)
+    finally:
+        write(delete(m.customer_memberships).where(rows.id.in_(added)))
+    assert counts() == (start_here, start_there)
+
+
 @pytest.mark.parametrize(
     "template",
     [

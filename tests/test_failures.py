@@ -1,6 +1,6 @@
 """Faults: an unexpected error is a bare 500 with a request id; revocation is immediate
-in every worker of a multi-process server; migrations match the models and keep the
-data a database already holds."""
+in every worker of a multi-process server; migrations match the models and fill what
+they add from the data a database already holds."""
 
 from __future__ import annotations
 
@@ -34,10 +34,8 @@ def test_migrations_match_the_models(demo: Demo) -> None:
         assert compare_metadata(MigrationContext.configure(conn), m.metadata) == []
 
 
-def test_upgrading_fills_the_attending_counts_of_existing_sessions(
-    backend: str, tmp_path: Path
-) -> None:
-    """Migration 0004 counts the attendances a database already holds, then keeps count."""
+def test_upgrading_fills_the_kept_counts_of_existing_rows(backend: str, tmp_path: Path) -> None:
+    """Migrations 0004 and 0005 count what a database already holds, then keep count."""
     with empty_database(backend, tmp_path) as url:
         upgrade(url, "0003")
         engine = create_db_engine(url)
@@ -51,11 +49,21 @@ def test_upgrading_fills_the_attending_counts_of_existing_sessions(
             )
             .scalar_subquery()
         )
+        active = (
+            select(func.count())
+            .where(
+                m.customer_memberships.c.membership_id == m.memberships.c.id,
+                m.customer_memberships.c.active.is_(True),
+            )
+            .scalar_subquery()
+        )
         with engine.connect() as conn:
-            pairs = conn.execute(select(m.course_sessions.c.attending_count, attending)).all()
+            sessions = conn.execute(select(m.course_sessions.c.attending_count, attending)).all()
+            memberships = conn.execute(select(m.memberships.c.active_member_count, active)).all()
         engine.dispose()
-    assert pairs and all(stored == counted for stored, counted in pairs)
-    assert any(stored for stored, _ in pairs)
+    for pairs in (sessions, memberships):
+        assert pairs and all(stored == counted for stored, counted in pairs)
+        assert any(stored for stored, _ in pairs)
 
 
 @pytest.fixture

@@ -155,19 +155,19 @@ def test_sparse_fields_leave_unread_subqueries_out(api: Api, demo: Demo) -> None
     def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
         statements.append(statement)
 
-    def membership_statements(fields: str) -> list[str]:
+    def offering_type_statements(fields: str) -> list[str]:
         statements.clear()
         get(api, demo, session_id, fields=fields)
-        return [s for s in statements if "FROM memberships" in s]
+        return [s for s in statements if "FROM offering_types" in s]
 
     session_id = rich_session(demo, big_course=False)
     engine = api.live.app.engine
     event.listen(engine, "before_cursor_execute", record)
     try:
-        sparse = membership_statements("course.offering_type.memberships.name")
-        counted = membership_statements("course.offering_type.memberships.active_member_count")
+        sparse = offering_type_statements("course.offering_type.name")
+        counted = offering_type_statements("course.offering_type.memberships_count")
     finally:
         event.remove(engine, "before_cursor_execute", record)
     assert len(sparse) == len(counted) == 1
-    assert "customer_memberships" not in sparse[0] and "price_minor" not in sparse[0]
-    assert "customer_memberships" in counted[0]
+    assert "offering_type_memberships" not in sparse[0] and "dropin_price" not in sparse[0]
+    assert "offering_type_memberships" in counted[0]
