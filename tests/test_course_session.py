@@ -182,6 +182,41 @@ def test_active_member_count_follows_every_write_to_customer_memberships(
     assert counts() == (start_here, start_there)
 
 
+def test_a_session_with_attendances_can_be_deleted(api: Api, demo: Demo) -> None:
+    """Deleting a session cascades to its attendances; their triggers must not get in the way."""
+    token = demo.manifest["tokens"]["admin"]
+    source = demo.manifest["course_sessions"]["main"][5]
+    with demo.engine.begin() as conn:
+        original = conn.execute(
+            select(m.course_sessions).where(m.course_sessions.c.id == source)
+        ).one()
+        values = {k: v for k, v in original._mapping.items() if k not in ("id", "attending_count")}
+        copy = conn.execute(insert(m.course_sessions).values(values)).inserted_primary_key[0]
+        customer = conn.scalar(
+            select(m.customer_profiles.c.id).where(
+                m.customer_profiles.c.provider_id == original.provider_id
+            )
+        )
+        conn.execute(
+            insert(m.attendances),
+            [
+                {
+                    "course_session_id": copy,
+                    "customer_profile_id": customer,
+                    "status": status,
+                    "created_at": datetime.now(UTC),
+                }
+                for status in ("registered", "attended", "waitlisted")
+            ],
+        )
+    assert api.get(session_path(copy), token).json()["attending_count"] == 2
+    with demo.engine.begin() as conn:
+        conn.execute(delete(m.course_sessions).where(m.course_sessions.c.id == copy))
+        left = conn.scalar(select(func.count()).where(m.attendances.c.course_session_id == copy))
+    assert left == 0
+    assert api.get(session_path(copy), token).status_code == 404
+
+
 @pytest.mark.parametrize(
     "template",
     [

@@ -16,6 +16,7 @@ from sqlalchemy import delete, event, insert, select, update
 
 from coursebook import models as m
 from coursebook.db import Connections, create_db_engine
+from coursebook.memo import MAX_ENTRIES, memo
 from coursebook.tokens import create_token
 from tests.conftest import Api, Demo
 
@@ -143,3 +144,16 @@ def test_a_kept_connection_recovers_from_an_invalidated_driver_connection(
         assert again.connection.dbapi_connection is not lost
     connections.close()
     assert again.closed
+
+
+def test_a_memo_past_its_bound_starts_again(tmp_path: Path) -> None:
+    connections = Connections(create_db_engine(f"sqlite:///{tmp_path}/bound.sqlite3"))
+    with connections.connect() as conn:
+        remembered = memo(conn)
+        assert remembered is not None
+        remembered.update({("count", n): n for n in range(MAX_ENTRIES)})
+        assert memo(conn) is remembered  # at the bound: kept
+        remembered[("count", "one more")] = 1
+        fresh = memo(conn)
+        assert fresh is not remembered and fresh == {}
+    connections.close()
