@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import Table, delete, func, insert, select, update
 
 from coursebook import models as m
 from tests.conftest import Api, Demo
@@ -85,46 +86,79 @@ def test_attending_count_follows_stored_attendances(api: Api, demo: Demo) -> Non
     assert len(set(seen.values())) > 1, "the demo data should vary attendance"
 
 
+def follows_writes(
+    demo: Demo,
+    table: Table,
+    parent: str,
+    parents: tuple[int, int],
+    flag: str,
+    values: tuple[Any, Any, Any, Any],
+    extra: dict[str, Any],
+    counts: Callable[[], tuple[int, int]],
+) -> None:
+    """Write rows of ``table`` under two ``parents``; their kept counts must follow.
+
+    ``values`` of ``flag`` are: counted, not counted, counted again, not counted again.
+    ``counts`` reads the two parents' counts through the API.
+    """
+    counted, uncounted, counted_again, uncounted_again = values
+    here, there = counts()
+    rows = table.c
+
+    def write(statement: Any) -> Any:
+        with demo.engine.begin() as conn:
+            return conn.execute(statement)
+
+    added: list[int] = []
+    try:
+        for value in (counted, uncounted):
+            result = write(insert(table).values({parent: parents[0], flag: value, **extra}))
+            added.append(result.inserted_primary_key[0])
+        assert counts() == (here + 1, there)
+        write(update(table).where(rows.id == added[1]).values({flag: counted_again}))
+        assert counts() == (here + 2, there)
+        write(update(table).where(rows.id == added[0]).values({flag: uncounted_again}))
+        assert counts() == (here + 1, there)
+        write(update(table).where(rows.id == added[1]).values({parent: parents[1]}))
+        assert counts() == (here, there + 1)
+    finally:
+        write(delete(table).where(rows.id.in_(added)))
+    assert counts() == (here, there)
+
+
+def a_customer(demo: Demo) -> int:
+    """A customer profile of the main provider."""
+    with demo.engine.connect() as conn:
+        customer = conn.scalar(
+            select(m.customer_profiles.c.id).where(
+                m.customer_profiles.c.provider_id == demo.manifest["providers"]["main"]
+            )
+        )
+    assert customer is not None
+    return int(customer)
+
+
 def test_attending_count_follows_every_write_to_attendances(api: Api, demo: Demo) -> None:
     """The count is kept by triggers on ``attendances`` (migration 0004), whoever writes."""
     token = demo.manifest["tokens"]["admin"]
     here, there = demo.manifest["course_sessions"]["main"][3:5]
 
     def counts() -> tuple[int, int]:
-        return tuple(  # type: ignore[return-value]
+        first, second = (
             api.get(session_path(sid), token).json()["attending_count"] for sid in (here, there)
         )
+        return first, second
 
-    def write(statement: Any) -> Any:
-        with demo.engine.begin() as conn:
-            return conn.execute(statement)
-
-    start_here, start_there = counts()
-    with demo.engine.connect() as conn:
-        customer = conn.scalar(
-            select(m.customer_profiles.c.id)
-            .where(m.customer_profiles.c.provider_id == demo.manifest["providers"]["main"])
-            .limit(1)
-        )
-    rows = m.attendances.c
-    new = {"customer_profile_id": customer, "created_at": datetime.now(UTC)}
-    added: list[int] = []
-    try:
-        for status in ("registered", "waitlisted"):
-            result = write(
-                insert(m.attendances).values(course_session_id=here, status=status, **new)
-            )
-            added.append(result.inserted_primary_key[0])
-        assert counts() == (start_here + 1, start_there)
-        write(update(m.attendances).where(rows.id == added[1]).values(status="attended"))
-        assert counts() == (start_here + 2, start_there)
-        write(update(m.attendances).where(rows.id == added[0]).values(status="cancelled"))
-        assert counts() == (start_here + 1, start_there)
-        write(update(m.attendances).where(rows.id == added[1]).values(course_session_id=there))
-        assert counts() == (start_here, start_there + 1)
-    finally:
-        write(delete(m.attendances).where(rows.id.in_(added)))
-    assert counts() == (start_here, start_there)
+    follows_writes(
+        demo,
+        m.attendances,
+        "course_session_id",
+        (here, there),
+        "status",
+        ("registered", "waitlisted", "attended", "cancelled"),
+        {"customer_profile_id": a_customer(demo), "created_at": datetime.now(UTC)},
+        counts,
+    )
 
 
 def test_active_member_count_follows_every_write_to_customer_memberships(
@@ -132,11 +166,6 @@ def test_active_member_count_follows_every_write_to_customer_memberships(
 ) -> None:
     """The count is kept by triggers on ``customer_memberships`` (migration 0005)."""
     token = demo.manifest["tokens"]["admin"]
-    main = demo.manifest["providers"]["main"]
-    with demo.engine.connect() as conn:
-        customer = conn.scalar(
-            select(m.customer_profiles.c.id).where(m.customer_profiles.c.provider_id == main)
-        )
 
     def shown() -> dict[int, int]:
         response = api.get(
@@ -156,30 +185,16 @@ def test_active_member_count_follows_every_write_to_customer_memberships(
         found = shown()
         return found[here], found[there]
 
-    def write(statement: Any) -> Any:
-        with demo.engine.begin() as conn:
-            return conn.execute(statement)
-
-    rows = m.customer_memberships.c
-    start_here, start_there = counts()
-    new = {"customer_profile_id": customer, "starts_on": datetime.now(UTC).date()}
-    added: list[int] = []
-    try:
-        for active in (True, False):
-            result = write(
-                insert(m.customer_memberships).values(membership_id=here, active=active, **new)
-            )
-            added.append(result.inserted_primary_key[0])
-        assert counts() == (start_here + 1, start_there)
-        write(update(m.customer_memberships).where(rows.id == added[1]).values(active=True))
-        assert counts() == (start_here + 2, start_there)
-        write(update(m.customer_memberships).where(rows.id == added[0]).values(active=False))
-        assert counts() == (start_here + 1, start_there)
-        write(update(m.customer_memberships).where(rows.id == added[1]).values(membership_id=there))
-        assert counts() == (start_here, start_there + 1)
-    finally:
-        write(delete(m.customer_memberships).where(rows.id.in_(added)))
-    assert counts() == (start_here, start_there)
+    follows_writes(
+        demo,
+        m.customer_memberships,
+        "membership_id",
+        (here, there),
+        "active",
+        (True, False, True, False),
+        {"customer_profile_id": a_customer(demo), "starts_on": datetime.now(UTC).date()},
+        counts,
+    )
 
 
 def test_a_session_with_attendances_can_be_deleted(api: Api, demo: Demo) -> None:
@@ -192,11 +207,7 @@ def test_a_session_with_attendances_can_be_deleted(api: Api, demo: Demo) -> None
         ).one()
         values = {k: v for k, v in original._mapping.items() if k not in ("id", "attending_count")}
         copy = conn.execute(insert(m.course_sessions).values(values)).inserted_primary_key[0]
-        customer = conn.scalar(
-            select(m.customer_profiles.c.id).where(
-                m.customer_profiles.c.provider_id == original.provider_id
-            )
-        )
+        customer = a_customer(demo)
         conn.execute(
             insert(m.attendances),
             [
