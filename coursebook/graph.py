@@ -61,6 +61,8 @@ class Field:
 
     name: str
     schema: dict[str, Any]
+    #: Computes the value from the row; None where ``column``, ``constant`` or a loaded
+    #: relation gives it.
     get: Getter | None
     required: bool = True
     omit_if_none: bool = False
@@ -155,10 +157,6 @@ def price(minor: int, row: Row) -> dict[str, Any]:
     }
 
 
-def _col(key: str) -> Getter:
-    return lambda row, _ctx: row[key]
-
-
 def _const(value: Any) -> Getter:
     return lambda _row, _ctx: value
 
@@ -168,7 +166,7 @@ def datetime_attr(name: str) -> Field:
     return Field(
         name,
         {"type": "string", "format": "date-time"},
-        lambda row, _ctx: iso_datetime(row[name]),
+        None,
         column=name,
         convert=iso_datetime,
     )
@@ -237,12 +235,12 @@ def enum(*values: Any, kind: str | None = "string") -> dict[str, Any]:
 
 def obj(name: str) -> Field:
     """The ``object`` field: the resource's type name."""
-    return Field("object", enum(name), _const(name), constant=name)
+    return Field("object", enum(name), None, constant=name)
 
 
 def attr(name: str, schema: dict[str, Any], key: str | None = None, **options: Any) -> Field:
     """A plain field read from the row key ``key`` (default: the field's name)."""
-    return Field(name, schema, _col(key or name), column=key or name, **options)
+    return Field(name, schema, None, column=key or name, **options)
 
 
 def to_one(name: str, target: str, key: str, schema: dict[str, Any] | None = None) -> Field:
@@ -250,7 +248,7 @@ def to_one(name: str, target: str, key: str, schema: dict[str, Any] | None = Non
     return Field(
         name,
         schema or INT,
-        _col(key),
+        None,
         expandable=True,
         relation=Relation(target=target, many=False, key=key),
         column=key,

@@ -121,8 +121,9 @@ def compile_renderer(steps: Sequence[Step], children: dict[str, Renderer]) -> Re
                 convert = bind(step.convert)
                 if step.omit_if_none:
                     begin()
-                    body.append(f"    value = {value}")
-                    body.append(f"    if value is not None: out[{name!r}] = {convert}(value)")
+                    body.append(
+                        f"    if (value := {value}) is not None: out[{name!r}] = {convert}(value)"
+                    )
                 else:
                     put(name, f"(None if (value := {value}) is None else {convert}(value))")
             elif step.omit_if_none:
