@@ -15,6 +15,9 @@ import orjson
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 
+#: PostgreSQL's isolation for a request: its statements share the first one's snapshot.
+SNAPSHOT = "REPEATABLE READ"
+
 
 def create_db_engine(url: str, *, pool_size: int = 10) -> Engine:
     """Create the engine for ``url``; SQLite files get WAL, foreign keys and a busy timeout."""
@@ -60,16 +63,20 @@ class StatementCounter:
 
 
 class Connections:
-    """Where each request gets its connection.
+    """Where each request gets its connection, and the one snapshot it reads.
 
     PostgreSQL: the engine's pool, checked out and returned per request, with a
     pre-ping so that a restarted server costs no failed request. SQLite: each thread
     keeps one connection for its life. Checking a connection out of SQLAlchemy's pool
     and back costs about as much as a plain retrieve's two statements on a local
-    file, and a SQLite connection does not go stale. The service never writes through it, and
-    outside a transaction every SQLite statement reads the latest commit, so a kept
-    connection sees every change; should a transaction be open at the end of a
-    request, it is rolled back.
+    file, and a SQLite connection does not go stale.
+
+    Every statement of a request runs in one read transaction: REPEATABLE READ on
+    PostgreSQL, an explicit ``BEGIN`` on SQLite (WAL mode), rolled back when the
+    request ends. A response is therefore read from one snapshot: a write committed
+    between two of its statements (the session and, say, its instructors) is either
+    wholly in it or wholly absent, and the next request sees it. On SQLite it also
+    takes the file's read lock once per request rather than once per statement.
     """
 
     def __init__(self, engine: Engine) -> None:
@@ -82,7 +89,7 @@ class Connections:
     def connect(self) -> AbstractContextManager[Connection]:
         """A connection for one request, as a context manager."""
         if not self.keep:
-            return self.engine.connect()
+            return self.engine.connect().execution_options(isolation_level=SNAPSHOT)
         conn: Connection | None = getattr(self._local, "conn", None)
         if conn is None or conn.closed or conn.invalidated:
             stale, conn = conn, self.engine.connect()
@@ -105,7 +112,7 @@ class Connections:
 
 
 class _Kept:
-    """A kept connection lent to one request: whatever transaction it opened ends."""
+    """A kept connection lent to one request, inside one read transaction."""
 
     __slots__ = ("conn",)
 
@@ -113,6 +120,9 @@ class _Kept:
         self.conn = conn
 
     def __enter__(self) -> Connection:
+        dbapi_connection = self.conn.connection.dbapi_connection
+        if dbapi_connection is not None and not dbapi_connection.in_transaction:
+            dbapi_connection.execute("BEGIN")
         return self.conn
 
     def __exit__(self, *_exc: object) -> None:

@@ -157,3 +157,40 @@ def test_a_memo_past_its_bound_starts_again(tmp_path: Path) -> None:
         fresh = memo(conn)
         assert fresh is not remembered and fresh == {}
     connections.close()
+
+
+def test_a_request_reads_one_snapshot(api: Api, demo: Demo) -> None:
+    """A write committed between two statements of one request is not half in it.
+
+    The write lands while the request is already running (between the session's
+    statement and its venue's); that response shows the venue as it was, the next
+    one shows the change.
+    """
+    token = demo.manifest["tokens"]["admin"]
+    path = session_path(demo)
+    params = {"fields": "id,venue.id,venue.name"}
+    before = api.get(path, token, params=params).json()["venue"]
+    venue_id, old_name = before["id"], before["name"]
+    written: list[str] = []
+
+    def write_midway(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        if "FROM venues" in statement and not written:
+            with demo.engine.begin() as writer:
+                writer.execute(
+                    update(m.venues).where(m.venues.c.id == venue_id).values(name="Renamed")
+                )
+            written.append(statement)
+
+    event.listen(api.live.app.engine, "before_cursor_execute", write_midway)
+    try:
+        during = api.get(path, token, params=params).json()["venue"]
+    finally:
+        event.remove(api.live.app.engine, "before_cursor_execute", write_midway)
+    try:
+        assert written  # the write happened inside the request
+        assert during == {"id": venue_id, "name": old_name}
+        after = api.get(path, token, params=params).json()["venue"]
+        assert after == {"id": venue_id, "name": "Renamed"}
+    finally:
+        with demo.engine.begin() as writer:
+            writer.execute(update(m.venues).where(m.venues.c.id == venue_id).values(name=old_name))
