@@ -13,10 +13,9 @@ import re
 import uuid
 from collections.abc import Awaitable, Callable, Iterator, MutableMapping
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import parse_qs, urlencode
 
 import swagger_ui
@@ -58,9 +57,12 @@ HTML = b"text/html; charset=utf-8"
 DOCS_PAGE = (Path(__file__).with_name("docs.html")).read_bytes()
 
 
-@dataclass(frozen=True, slots=True)
-class Request:
-    """The parts of an HTTP request the handlers use."""
+class Request(NamedTuple):
+    """The parts of an HTTP request the handlers use.
+
+    Request and Response are named tuples, immutable like frozen dataclasses but
+    built several times faster, and one of each is built per request.
+    """
 
     method: str
     path: str
@@ -78,8 +80,7 @@ class Request:
         return values[-1] if values else None
 
 
-@dataclass(frozen=True, slots=True)
-class Response:
+class Response(NamedTuple):
     """What a route answers: a body already encoded, its type, extra headers."""
 
     body: bytes
