@@ -26,7 +26,7 @@ lint: $(STAMP)
 test: lint
 	$(BIN)/pytest
 
-# `make bench` (about 10 minutes the first time: datasets, 1 and 2 workers); `QUICK=1` for a
+# `make bench` (13 minutes the first time on a slow 2-core machine, 7 after); `QUICK=1` for a
 # one-minute run; `PROFILE=1` also saves R1/R2 profiles to var/bench/profiles/.
 bench: $(STAMP)
 	$(BIN)/python -m bench.run $(if $(QUICK),--quick) $(if $(PROFILE),--profile)
