@@ -18,8 +18,10 @@ from typing import Any
 from bench.run import dataset
 from coursebook.access import STAFF
 from coursebook.db import create_db_engine
+from coursebook.graph import COURSE_SESSION
+from coursebook.projection import compile_projection
 from coursebook.query import Query
-from coursebook.service import _retrieve_query
+from coursebook.service import OBJECT_ID, retrieve_query
 
 
 def mean_us(calls: int, call: Callable[[], Any]) -> float:
@@ -34,8 +36,9 @@ def main() -> None:
     calls = int(sys.argv[1]) if len(sys.argv) > 1 else 5000
     database, _manifest = dataset("small")
     engine = create_db_engine(f"sqlite:///{database}")
-    query: Query = _retrieve_query(STAFF, None)
-    params = {"access_provider_id": 1, "session_id": 5}
+    columns = compile_projection(COURSE_SESSION.name, "", "").columns
+    query: Query = retrieve_query(COURSE_SESSION, STAFF, columns)
+    params = {"access_provider_id": 1, OBJECT_ID.key: 5}
     with engine.connect() as conn:
         compiled = query.statement.compile(dialect=engine.dialect)
         state = compiled.construct_expanded_state(params)

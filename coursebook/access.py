@@ -11,11 +11,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
-from sqlalchemy import ColumnElement, and_, bindparam, exists, or_, select, true
+from sqlalchemy import ColumnElement, and_, exists, select, true
 
 from coursebook import models as m
 from coursebook.auth import Principal
 from coursebook.errors import ApiError, invalid
+from coursebook.fields import CUSTOMER_PROFILE_ID, PROVIDER_ID, STAFF_PROFILE_ID, Customers
+from coursebook.graph import COURSE_SESSION, RESOURCES
+from coursebook.ids import parse_integer
 
 Mode = Literal["provider", "customer"]
 MODES: tuple[Mode, ...] = ("customer", "provider")
@@ -24,21 +27,6 @@ MODES: tuple[Mode, ...] = ("customer", "provider")
 FULL_READ = frozenset({"manage_events", "attendances", "developer", "super_admin"})
 #: These alone let staff read the sessions they instruct.
 INSTRUCTOR_READ = frozenset({"instructor_manage_events", "instructor_attendances"})
-
-#: Fields a customer may not request: (resource, field).
-CUSTOMER_HIDDEN_FIELDS = frozenset(
-    {
-        ("instructor", "availability_schedules"),
-        ("offering_type", "availability_schedule_offering_types"),
-    }
-)
-
-_cs = m.course_sessions
-
-#: Bound parameters the scopes' conditions use; ``Access.params`` gives their values.
-PROVIDER_ID = bindparam("access_provider_id", type_=m.Id)
-STAFF_PROFILE_ID = bindparam("access_staff_profile_id", type_=m.Id)
-CUSTOMER_PROFILE_ID = bindparam("access_customer_profile_id", type_=m.Id)
 
 Conditions = Mapping[str, tuple[ColumnElement[bool], ...]]
 
@@ -92,11 +80,10 @@ class Access:
 
 
 def _header_int(value: str) -> int:
-    text = value.strip()
-    digits = text.removeprefix("-")
-    if not text.isascii() or not digits.isdigit() or len(digits) > 19:
-        raise invalid("TeamUp-Provider-ID", "A valid integer is required.")
-    return int(text)
+    try:
+        return parse_integer(value)
+    except ValueError:
+        raise invalid("TeamUp-Provider-ID", "A valid integer is required.") from None
 
 
 def _mode_header(value: str | None) -> Mode | None:
@@ -183,56 +170,31 @@ def _instructs() -> ColumnElement[bool]:
         select(m.course_session_instructors.c.course_session_id)
         .join(m.instructors, m.instructors.c.id == m.course_session_instructors.c.instructor_id)
         .where(
-            m.course_session_instructors.c.course_session_id == _cs.c.id,
+            m.course_session_instructors.c.course_session_id == COURSE_SESSION.table.c.id,
             m.instructors.c.staff_profile_id == STAFF_PROFILE_ID,
         )
     )
 
 
-def customer_visible_sessions() -> ColumnElement[bool]:
-    """Sessions a customer may see: published course, live offering type they may book."""
-    ot = m.offering_types
-    holds_membership = exists(
-        select(m.customer_memberships.c.id)
-        .join(
-            m.offering_type_memberships,
-            m.offering_type_memberships.c.membership_id == m.customer_memberships.c.membership_id,
-        )
-        .where(
-            m.offering_type_memberships.c.offering_type_id == ot.c.id,
-            m.customer_memberships.c.customer_profile_id == CUSTOMER_PROFILE_ID,
-            m.customer_memberships.c.active.is_(True),
-        )
+def customer_scope() -> Scope:
+    """What customer mode sees, as the graph declares it: each resource's visible rows,
+    and no relation marked hidden from customers."""
+    return Scope(
+        "customer",
+        visible={r.name: r.customer_rows for r in RESOURCES.values() if r.customer_rows},
+        hidden_fields=frozenset(
+            (resource.name, relation.name)
+            for resource in RESOURCES.values()
+            for relation in resource.relations
+            if relation.customers is Customers.HIDDEN
+        ),
+        redact_permissions=True,
     )
-    visible_courses = (
-        select(m.courses.c.id)
-        .join(ot, ot.c.id == m.courses.c.offering_type_id)
-        .where(
-            m.courses.c.published.is_(True),
-            ot.c.is_draft.is_(False),
-            or_(
-                ot.c.customer_visibility == "public",
-                and_(ot.c.customer_visibility == "membership_holders", holds_membership),
-            ),
-        )
-    )
-    return _cs.c.course_id.in_(visible_courses.correlate(None))
 
 
 STAFF = Scope("staff")
 INSTRUCTOR = Scope("instructor", permitted={"course_session": (_instructs(),)})
-CUSTOMER = Scope(
-    "customer",
-    visible={
-        "course_session": (customer_visible_sessions(),),
-        "membership": (
-            m.memberships.c.visible_to_customers.is_(True),
-            m.memberships.c.is_draft.is_(False),
-        ),
-    },
-    hidden_fields=CUSTOMER_HIDDEN_FIELDS,
-    redact_permissions=True,
-)
+CUSTOMER = customer_scope()
 
 
 def _provider_access(

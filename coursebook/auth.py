@@ -19,7 +19,7 @@ from sqlalchemy import (
 )
 
 from coursebook.errors import ApiError
-from coursebook.memo import Memo
+from coursebook.memo import NO_MEMO, Memo
 from coursebook.models import PERMISSION_NAMES, api_tokens, customer_profiles, staff_profiles
 from coursebook.query import Query
 from coursebook.tokens import hash_token
@@ -156,7 +156,7 @@ def _principal(rows: list[dict[str, Any]]) -> Principal:
 
 
 def authenticate(
-    conn: Connection, authorization: str | None, now: datetime, memo: Memo | None = None
+    conn: Connection, authorization: str | None, now: datetime, memo: Memo = NO_MEMO
 ) -> Principal:
     """The principal behind ``authorization``; 401 for anything not a live token.
 
@@ -165,16 +165,14 @@ def authenticate(
     """
     token = token_from_header(authorization)
     digest = hash_token(token)
-    key = ("principal", digest)
-    found = None if memo is None else memo.get(key)
-    if found is None:
+
+    def look_up() -> tuple[Principal, datetime | None, datetime | None]:
         rows = _PRINCIPAL.rows(conn, {"digest": digest})
         if not rows or not hmac.compare_digest(rows[0]["token_hash"], digest):
             raise _failed("Invalid token.")
-        found = (_principal(rows), rows[0]["revoked_at"], rows[0]["expires_at"])
-        if memo is not None:
-            memo[key] = found
-    principal, revoked_at, expires_at = found
+        return _principal(rows), rows[0]["revoked_at"], rows[0]["expires_at"]
+
+    principal, revoked_at, expires_at = memo.get(("principal", digest), look_up)
     if revoked_at is not None:
         raise _failed("Token has been revoked.")
     if expires_at is not None and _aware(expires_at) <= now:

@@ -1,566 +1,303 @@
-"""The resource graph, declared once.
+"""The resource graph, declared once: value objects, resources and list endpoints.
 
-Each resource lists its fields in the contract's order. A field knows its JSON
-Schema, how to read its value off a loaded row, and whether it is expandable or
-deferred; a relation field also knows how to batch-load what it points at. Query
-parsing (``projection``), loading (``loader``), rendering (``render``) and the
-OpenAPI document all read this one declaration.
+Each resource lists its fields in the contract's order, in the language of
+``fields.py``. A to-many field names the list endpoint (and filter) its related
+collection is, so resources are declared after the listings they point at; to-one
+relations name their target, which may come later. Query parsing, loading,
+rendering, access and the OpenAPI document all read these declarations.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
-from functools import lru_cache
-from typing import Any, NamedTuple
+from dataclasses import replace
+from typing import Any
 
-from sqlalchemy import ColumnElement, FromClause, Select, Table, func, select
+from sqlalchemy import ColumnElement, Select, and_, exists, func, or_, select
 
 from coursebook import models as m
+from coursebook.fields import (
+    BOOL,
+    CUSTOMER_PROFILE_ID,
+    DOUBLE,
+    INT,
+    INT32_RANGE,
+    MINUTES,
+    RELATED_COLLECTION,
+    STR,
+    Column,
+    Computed,
+    Constant,
+    Customers,
+    Deferred,
+    ForeignKey,
+    IdsFilter,
+    Listing,
+    ParentCondition,
+    RenderContext,
+    Resource,
+    Row,
+    Through,
+    ValueCondition,
+    ValueFilter,
+    ValueObject,
+    attr,
+    computed,
+    deferred_many,
+    enum_schema,
+    int32,
+    nullable_schema,
+    obj,
+    ref,
+    to_many,
+    to_one,
+)
+from coursebook.values import choice, iso_date, iso_datetime, minor_to_amount, parse_datetime
+
+SEE, HIDDEN = Customers.SEE, Customers.HIDDEN
+
+# -- value objects ----------------------------------------------------------------------
 
 
-class RenderContext(NamedTuple):
-    """What rendering needs beyond the rows: where absolute links point, what is hidden."""
-
-    base_url: str
-    redact_permissions: bool = False
+def _image(values: Any, _ctx: RenderContext) -> dict[str, Any] | None:
+    return None if values["id"] is None else dict(values)
 
 
-Row = Mapping[Any, Any]
-Getter = Callable[[Row, RenderContext], Any]
+IMAGE = ValueObject(
+    "Image",
+    {
+        "type": "object",
+        "properties": {
+            "id": {"type": "integer", "examples": [13314]},
+            "url": {"type": "string", "format": "uri"},
+            "original_width": {"type": "number", "examples": [64]},
+            "original_height": {"type": "integer", "examples": [64]},
+        },
+    },
+    ("id", "url", "original_width", "original_height"),
+    _image,
+)
 
 
-@dataclass(frozen=True, slots=True)
-class Through:
-    """A to-many relation stored in a link table."""
-
-    table: Table
-    parent: str
-    child: str
-
-
-@dataclass(frozen=True, slots=True)
-class Relation:
-    """How to batch-load the object(s) a relation field points at."""
-
-    target: str
-    many: bool
-    #: to-one: the parent row's key holding the target id.
-    key: str | None = None
-    #: to-many by foreign key: the child table's column holding the parent id.
-    foreign_key: str | None = None
-    #: to-many through a link table.
-    through: Through | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Field:
-    """One field of a resource, in contract order."""
-
-    name: str
-    schema: dict[str, Any]
-    #: Computes the value from the row; None where ``column``, ``constant`` or a loaded
-    #: relation gives it.
-    get: Getter | None
-    required: bool = True
-    omit_if_none: bool = False
-    expandable: bool = False
-    deferred: bool = False
-    relation: Relation | None = None
-    #: The related-collection path of an un-expanded to-many relation, for messages.
-    collection: Callable[[Row], str] | None = None
-    #: Set when the value is the row's column of that name (through ``convert`` when
-    #: set, which is never called with None), so that rendering reads it directly.
-    column: str | None = None
-    convert: Callable[[Any], Any] | None = None
-    #: Set when the value is always this (the ``object`` field).
-    constant: str | None = None
-    #: The row keys a getter reads, where declared: a level whose fields all say what
-    #: they read loads only those columns (see ``Projection.columns``).
-    reads: tuple[str, ...] | None = None
-
-
-@dataclass(frozen=True)
-class Resource:
-    """A resource: its fields and the statement that loads its rows."""
-
-    name: str
-    title: str
-    table: Table
-    statement: Select[Any]
-    fields: tuple[Field, ...]
-    order_by: tuple[ColumnElement[Any], ...]
-    provider_column: ColumnElement[Any] | None = None
-    by_name: dict[str, Field] = field(init=False, repr=False)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "by_name", {f.name: f for f in self.fields})
-
-    @property
-    def scope_from(self) -> FromClause:
-        """The least FROM that counting rows needs: the table, joined to the table holding
-        the provider column when that is another one."""
-        column = self.provider_column
-        if column is None or column.table is self.table:
-            return self.table
-        return self.table.join(column.table)
-
-    def field(self, name: str) -> Field | None:
-        """The field called ``name``, if this resource has one."""
-        return self.by_name.get(name)
-
-    @property
-    def expandable_names(self) -> list[str]:
-        """Names ``expand`` accepts here: expandable and deferred fields."""
-        return sorted(f.name for f in self.fields if f.expandable or f.deferred)
-
-    @property
-    def field_names(self) -> list[str]:
-        """Every field name, deferred ones included."""
-        return sorted(self.by_name)
-
-
-# -- value conversions --------------------------------------------------------------
-
-
-def iso_datetime(value: datetime) -> str:
-    """RFC 3339 in UTC with milliseconds and ``Z``, as TeamUp writes date-times."""
-    if value.tzinfo is not None:
-        value = value.astimezone(UTC).replace(tzinfo=None)
-    return value.isoformat(timespec="milliseconds") + "Z"
-
-
-def iso_date(value: date | None) -> str | None:
-    return None if value is None else value.isoformat()
-
-
-def minor_to_amount(minor: int) -> str:
-    """``4500`` -> ``"45.00"``."""
-    sign = "-" if minor < 0 else ""
-    whole, cents = divmod(abs(minor), 100)
-    return f"{sign}{whole}.{cents:02d}"
-
-
-def price(minor: int, row: Row) -> dict[str, Any]:
-    """A price object in the provider's currency (``row`` carries the currency columns)."""
-    amount = minor_to_amount(minor)
-    symbol = row["currency_symbol"]
-    before = row["currency_symbol_position"] == "before"
+def _thumbnail(values: Any, _ctx: RenderContext) -> dict[str, Any] | None:
+    if values["id"] is None:
+        return None
     return {
-        "decimal": minor / 100,
-        "string": f"{symbol}{amount}" if before else f"{amount} {symbol}",
-        "iso_currency_code": row["currency_code"].lower(),
-        "currency_symbol": symbol,
-        "currency_symbol_position": row["currency_symbol_position"],
+        "id": values["id"],
+        "object": "image",
+        "url": values["url"],
+        "profile": values["profile_id"],
+        "original_width": values["original_width"],
+        "original_height": values["original_height"],
+        "user": values["user_id"],
+        "created_at": iso_datetime(values["created_at"]),
     }
 
 
-def _const(value: Any) -> Getter:
-    return lambda _row, _ctx: value
+THUMBNAIL = ValueObject(
+    "Thumbnail",
+    {
+        "type": "object",
+        "required": ["id", "object", "url", "created_at"],
+        "properties": {
+            "id": INT,
+            "object": enum_schema("image"),
+            "url": {"type": "string", "format": "uri"},
+            "profile": {"type": ["integer", "null"]},
+            "original_width": int32({"type": ["integer", "null"]}),
+            "original_height": int32({"type": ["integer", "null"]}),
+            "user": {"type": ["integer", "null"]},
+            "created_at": {"type": "string", "format": "date-time"},
+        },
+    },
+    ("id", "url", "profile_id", "original_width", "original_height", "user_id", "created_at"),
+    _thumbnail,
+)
+
+_ADDRESS_KEYS = ("street", "street_secondary", "city", "region", "postal_code", "country")
 
 
-def datetime_attr(name: str) -> Field:
-    """A required date-time field read from the row key ``name``."""
-    return Field(
-        name,
-        {"type": "string", "format": "date-time"},
-        None,
-        column=name,
-        convert=iso_datetime,
-    )
+def _physical_address(values: Any, _ctx: RenderContext) -> dict[str, Any] | None:
+    if values["street"] is None:
+        return None
+    address = {key: values[key] for key in _ADDRESS_KEYS}
+    for key in ("lat", "lng"):
+        if values[key] is not None:
+            address[key] = values[key]
+    return address
 
 
-def _flag_string(key: str) -> Getter:
-    return lambda row, _ctx: "true" if row[key] else "false"
+PHYSICAL_ADDRESS = ValueObject(
+    "PhysicalAddress",
+    {
+        "type": "object",
+        "required": list(_ADDRESS_KEYS),
+        "properties": {
+            "street": STR,
+            "street_secondary": nullable_schema(STR),
+            "city": STR,
+            "region": STR,
+            "postal_code": STR,
+            "country": STR,
+            "lat": DOUBLE,
+            "lng": DOUBLE,
+        },
+    },
+    (*_ADDRESS_KEYS, "lat", "lng"),
+    _physical_address,
+)
 
 
-def _image(prefix: str) -> Getter:
-    def get(row: Row, _ctx: RenderContext) -> dict[str, Any] | None:
-        if row[f"{prefix}id"] is None:
-            return None
-        return {
-            "id": row[f"{prefix}id"],
-            "url": row[f"{prefix}url"],
-            "original_width": row[f"{prefix}original_width"],
-            "original_height": row[f"{prefix}original_height"],
-        }
-
-    return get
-
-
-def _collection_url(path: str, parameter: str, key: str = "id") -> Getter:
-    return lambda row, ctx: f"{ctx.base_url}{path}?{parameter}={row[key]}"
+def _price(values: Any, _ctx: RenderContext) -> dict[str, Any]:
+    minor = values["minor"]
+    symbol = values["currency_symbol"]
+    amount = minor_to_amount(minor)
+    before = values["currency_symbol_position"] == "before"
+    return {
+        "decimal": minor / 100,
+        "string": f"{symbol}{amount}" if before else f"{amount} {symbol}",
+        "iso_currency_code": values["currency_code"].lower(),
+        "currency_symbol": symbol,
+        "currency_symbol_position": values["currency_symbol_position"],
+    }
 
 
-def _collection_path(path: str, parameter: str, key: str = "id") -> Callable[[Row], str]:
-    return lambda row: f"{path}?{parameter}={row[key]}"
+#: An amount in minor units (``minor``) in the provider's currency.
+PRICE = ValueObject(
+    "Price",
+    {
+        "type": "object",
+        "properties": {
+            "decimal": {"type": "number"},
+            "string": {
+                "type": "string",
+                "minLength": 1,
+                "description": "The price as a string.",
+                "examples": ["£45"],
+            },
+            "iso_currency_code": {"type": "string", "minLength": 1, "examples": ["gbp"]},
+            "currency_symbol": {"type": "string", "minLength": 1, "examples": ["£"]},
+            "currency_symbol_position": enum_schema("before", "after"),
+        },
+    },
+    ("minor", "currency_code", "currency_symbol", "currency_symbol_position"),
+    _price,
+)
 
 
-# -- schema helpers -----------------------------------------------------------------
+def _permissions(values: Any, ctx: RenderContext) -> dict[str, bool]:
+    if ctx.redact_permissions:
+        return {}
+    return {name: bool(values[name]) for name in m.PERMISSION_NAMES}
 
-INT: dict[str, Any] = {"type": "integer"}
-BOOL: dict[str, Any] = {"type": "boolean"}
-STR: dict[str, Any] = {"type": "string"}
-DOUBLE: dict[str, Any] = {"type": "number", "format": "double"}
-INT32_RANGE: dict[str, Any] = {"minimum": -2147483648, "maximum": 2147483647}
-MINUTES: dict[str, Any] = {"type": "integer", "description": "The duration in minutes."}
-RELATED_COLLECTION: dict[str, Any] = {"$ref": "#/components/schemas/RelatedCollection"}
-# The contract says ``format: time``, which RFC 3339 defines with a UTC offset; these are
-# wall-clock times in the venue's zone with no offset (SEMANTICS.md section 12), so the
-# document states the shape by pattern (see docs/contract/allowed_differences.yaml).
+
+STAFF_PERMISSIONS = ValueObject(
+    "StaffPermissions",
+    {"type": "object", "properties": {name: BOOL for name in m.PERMISSION_NAMES}},
+    m.PERMISSION_NAMES,
+    _permissions,
+)
+
+_INCREMENTS: dict[str, Any] = {"enum": [None, 15, 30, 45, 60]}
+_SETTINGS_KEYS = ("duration", "buffer_before", "buffer_after", "start_time_increments")
+
+
+def _settings_schema(*extra: tuple[str, dict[str, Any]], required: list[str]) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "required": required,
+        "properties": {
+            "duration": {**MINUTES, "minimum": 5, "maximum": 1440},
+            "buffer_before": {**MINUTES, "minimum": 0, "maximum": 1440, "default": 0},
+            "buffer_after": {**MINUTES, "minimum": 0, "maximum": 1440, "default": 0},
+            "start_time_increments": _INCREMENTS,
+            **dict(extra),
+        },
+    }
+
+
+def _as_is(values: Any, _ctx: RenderContext) -> dict[str, Any]:
+    return dict(values)
+
+
+APPOINTMENT_SETTINGS = ValueObject(
+    "AppointmentSettings",
+    _settings_schema(
+        ("default_venue", INT),
+        ("default_venue_rooms", {"type": "array", "items": INT}),
+        required=["duration", "default_venue", "default_venue_rooms"],
+    ),
+    (*_SETTINGS_KEYS, "default_venue", "default_venue_rooms"),
+    _as_is,
+)
+
+ROOM_RENTAL_SETTINGS = ValueObject(
+    "RoomRentalSettings",
+    _settings_schema(("room_uniformity", BOOL), required=["duration", "room_uniformity"]),
+    (*_SETTINGS_KEYS, "room_uniformity"),
+    _as_is,
+)
+
 LOCAL_TIME: dict[str, Any] = {
     "type": "string",
     "pattern": "^([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]$",
     "description": "Local wall-clock time of day, HH:MM:SS, no offset.",
 }
 
-
-def nullable(schema: dict[str, Any]) -> dict[str, Any]:
-    """``schema`` that also admits null."""
-    kind = schema.get("type")
-    if isinstance(kind, str):
-        return {**schema, "type": [kind, "null"]}
-    return {"oneOf": [{"type": "null"}, schema]}
-
-
-def ref(title: str) -> dict[str, Any]:
-    return {"$ref": f"#/components/schemas/{title}"}
-
-
-def enum(*values: Any, kind: str | None = "string") -> dict[str, Any]:
-    return {"type": kind, "enum": list(values)} if kind else {"enum": list(values)}
-
-
-def obj(name: str) -> Field:
-    """The ``object`` field: the resource's type name."""
-    return Field("object", enum(name), None, constant=name)
-
-
-def attr(name: str, schema: dict[str, Any], key: str | None = None, **options: Any) -> Field:
-    """A plain field read from the row key ``key`` (default: the field's name)."""
-    return Field(name, schema, None, column=key or name, **options)
-
-
-def to_one(name: str, target: str, key: str, schema: dict[str, Any] | None = None) -> Field:
-    """An expandable to-one field: the id until expanded, then the object."""
-    return Field(
-        name,
-        schema or INT,
-        None,
-        expandable=True,
-        relation=Relation(target=target, many=False, key=key),
-        column=key,
-    )
-
-
-def to_many(
-    name: str,
-    target: str,
-    path: str,
-    parameter: str,
-    *,
-    foreign_key: str | None = None,
-    through: Through | None = None,
-) -> Field:
-    """An expandable to-many field: a related-collection URL until expanded."""
-    return Field(
-        name,
-        RELATED_COLLECTION,
-        _collection_url(path, parameter),
-        expandable=True,
-        relation=Relation(target=target, many=True, foreign_key=foreign_key, through=through),
-        collection=_collection_path(path, parameter),
-        reads=("id",),
-    )
-
-
-def deferred_many(
-    name: str, target: str, *, foreign_key: str | None = None, through: Through | None = None
-) -> Field:
-    """A deferred list of objects, loaded only when asked for by ``expand`` or ``fields``."""
-    return Field(
-        name,
-        {"type": "array", "items": ref(RESOURCE_TITLES[target])},
-        None,
-        required=False,
-        deferred=True,
-        relation=Relation(target=target, many=True, foreign_key=foreign_key, through=through),
-    )
-
-
-def _with_image(table: Table, image_key: str, *extra: ColumnElement[Any]) -> Select[Any]:
-    """``table``'s rows with the image its ``image_key`` column points at (``img_*``)."""
-    image = m.images.alias(f"{table.name}_image")
-    return select(
-        table,
-        *extra,
-        image.c.id.label("img_id"),
-        image.c.url.label("img_url"),
-        image.c.original_width.label("img_original_width"),
-        image.c.original_height.label("img_original_height"),
-    ).select_from(table.outerjoin(image, image.c.id == table.c[image_key]))
-
-
-def _currency_columns() -> list[ColumnElement[Any]]:
-    return [
-        m.providers.c.currency_code,
-        m.providers.c.currency_symbol,
-        m.providers.c.currency_symbol_position,
-    ]
-
-
-RESOURCE_TITLES = {
-    "course_session": "CourseSession",
-    "venue": "Venue",
-    "venue_room": "VenueRoom",
-    "instructor": "Instructor",
-    "availability_schedule": "AvailabilitySchedule",
-    "course": "Course",
-    "offering_type": "OfferingType",
-    "offering_type_category": "OfferingTypeCategory",
-    "membership": "Membership",
-    "registration_timeline": "RegistrationTimeline",
-    "availability_schedule_offering_type": "AvailabilityScheduleOfferingType",
+#: Schemas of values that are not built from columns of their own.
+PLAIN_SCHEMAS: dict[str, dict[str, Any]] = {
+    "RelatedCollection": {
+        "type": "string",
+        "description": "A URL to a collection of related resources.",
+        "examples": ["https://goteamup.com/api/v2/related_collection"],
+    },
+    "Minutes": {**MINUTES},
+    "Int32": {"type": "integer", **INT32_RANGE},
+    # The contract says ``format: time``, which RFC 3339 defines with a UTC offset; these
+    # are wall-clock times in the venue's zone with no offset (SEMANTICS.md section 12),
+    # so the document states the shape by pattern (docs/contract/allowed_differences.yaml).
+    "TimeRange": {
+        "type": "object",
+        "required": ["start", "end"],
+        "properties": {"start": LOCAL_TIME, "end": LOCAL_TIME},
+    },
 }
 
-# -- course session -----------------------------------------------------------------
+VALUE_OBJECTS = (
+    IMAGE,
+    THUMBNAIL,
+    PHYSICAL_ADDRESS,
+    PRICE,
+    STAFF_PERMISSIONS,
+    APPOINTMENT_SETTINGS,
+    ROOM_RENTAL_SETTINGS,
+)
 
-_cs = m.course_sessions
 
-SESSION_URL_READS = ("provider_id", "provider_slug", "id")
-
-
-def _session_url(audience: str) -> Getter:
-    return lambda row, _ctx: (
-        f"/p/{row['provider_id']}-{row['provider_slug']}/{audience}course_sessions/{row['id']}"
+def _with_image(table: Any, image_key: str, *extra: ColumnElement[Any]) -> Select[Any]:
+    """``table``'s rows with the image its ``image_key`` column points at (``img_*``)."""
+    image = m.images.alias(f"{table.name}_image")
+    return select(table, *extra, *IMAGE.columns(image, "img_")).select_from(
+        table.outerjoin(image, image.c.id == table.c[image_key])
     )
 
 
-COURSE_SESSION = Resource(
-    name="course_session",
-    title="CourseSession",
-    table=_cs,
-    statement=select(
-        _cs,
-        m.courses.c.name.label("course_name"),
-        m.providers.c.slug.label("provider_slug"),
-    ).select_from(
-        _cs.join(m.courses, m.courses.c.id == _cs.c.course_id).join(
-            m.providers, m.providers.c.id == _cs.c.provider_id
-        )
-    ),
-    fields=(
-        attr("id", INT),
-        obj("course_session"),
-        attr("name", {**nullable(STR), "title": "Course Name"}, key="course_name"),
-        datetime_attr("starts_at"),
-        datetime_attr("ends_at"),
-        attr("status", enum("active", "cancelled")),
-        attr("attending_count", INT),
-        attr(
-            "max_occupancy",
-            {
-                "type": ["integer", "null"],
-                "description": "None and 0 both represent unlimited occupancy.",
-            },
-        ),
-        to_one("venue", "venue", "venue_id"),
-        to_many(
-            "instructors",
-            "instructor",
-            "/api/v2/instructors",
-            "course_session",
-            through=Through(m.course_session_instructors, "course_session_id", "instructor_id"),
-        ),
-        to_one("course", "course", "course_id"),
-        Field("customer_url", STR, _session_url("c/"), reads=SESSION_URL_READS),
-        Field("provider_url", STR, _session_url(""), reads=SESSION_URL_READS),
-    ),
-    order_by=(_cs.c.starts_at, _cs.c.id),
-    provider_column=_cs.c.provider_id,
-)
-
-# -- venue and rooms ----------------------------------------------------------------
-
-_pa = m.physical_addresses
-_PHYSICAL_ADDRESS_KEYS = ("street", "street_secondary", "city", "region", "postal_code", "country")
+def datetime_attr(name: str) -> Column:
+    """A required date-time field read from the row key ``name``."""
+    return attr(name, {"type": "string", "format": "date-time"}, convert=iso_datetime)
 
 
-_ADDRESS_COLUMNS = tuple((key, f"pa_{key}") for key in _PHYSICAL_ADDRESS_KEYS)
-
-
-def _physical_address(row: Row, _ctx: RenderContext) -> dict[str, Any] | None:
-    if row["pa_street"] is None:
-        return None
-    address = {key: row[column] for key, column in _ADDRESS_COLUMNS}
-    for key, column in (("lat", "pa_lat"), ("lng", "pa_lng")):
-        if row[column] is not None:
-            address[key] = row[column]
-    return address
-
-
-VENUE = Resource(
-    name="venue",
-    title="Venue",
-    table=m.venues,
-    statement=select(
-        m.venues,
-        *[_pa.c[key].label(f"pa_{key}") for key in (*_PHYSICAL_ADDRESS_KEYS, "lat", "lng")],
-    ).select_from(m.venues.outerjoin(_pa, _pa.c.venue_id == m.venues.c.id)),
-    fields=(
-        attr("id", INT),
-        obj("venue"),
-        attr("name", {"type": "string", "maxLength": 200}),
-        attr("description", nullable(STR), required=False),
-        attr("address", STR),
-        Field(
-            "physical_address",
-            nullable(ref("PhysicalAddress")),
-            _physical_address,
-            required=False,
-        ),
-        attr("timezone", {"type": "string", "maxLength": 250}),
-        attr("video_url", nullable(STR), required=False),
-        attr("zoom_user", INT),
-        attr("venue_type", enum("physical", "online")),
-        to_many(
-            "venue_rooms", "venue_room", "/api/v2/venue_rooms", "venue", foreign_key="venue_id"
-        ),
-        attr("lat", DOUBLE),
-        attr("lng", DOUBLE),
-        attr("archived", BOOL),
-        attr("is_online", BOOL),
-        attr("video_url_type", enum("static", "zoom"), required=False, omit_if_none=True),
-    ),
-    order_by=(m.venues.c.id,),
-    provider_column=m.venues.c.provider_id,
-)
-
-_thumb = m.images.alias("thumbnail")
-
-
-def _thumbnail(row: Row, _ctx: RenderContext) -> dict[str, Any] | None:
-    if row["thumb_id"] is None:
-        return None
-    return {
-        "id": row["thumb_id"],
-        "object": "image",
-        "url": row["thumb_url"],
-        "profile": row["thumb_profile_id"],
-        "original_width": row["thumb_original_width"],
-        "original_height": row["thumb_original_height"],
-        "user": row["thumb_user_id"],
-        "created_at": iso_datetime(row["thumb_created_at"]),
-    }
-
-
-VENUE_ROOM = Resource(
-    name="venue_room",
-    title="VenueRoom",
-    table=m.venue_rooms,
-    statement=select(
-        m.venue_rooms,
-        *[
-            _thumb.c[key].label(f"thumb_{key}")
-            for key in (
-                "id",
-                "url",
-                "profile_id",
-                "original_width",
-                "original_height",
-                "user_id",
-                "created_at",
-            )
-        ],
-    ).select_from(
-        m.venue_rooms.join(m.venues, m.venues.c.id == m.venue_rooms.c.venue_id).outerjoin(
-            _thumb, _thumb.c.id == m.venue_rooms.c.thumbnail_id
-        )
-    ),
-    fields=(
-        attr("id", INT),
-        obj("venue_room"),
-        attr("status", enum("active", "archived")),
-        attr("name", {"type": "string", "maxLength": 64}),
-        to_one("venue", "venue", "venue_id"),
-        Field("thumbnail", ref("Thumbnail"), _thumbnail, required=False, omit_if_none=True),
-    ),
-    order_by=(m.venue_rooms.c.id,),
-    provider_column=m.venues.c.provider_id,
-)
-
-# -- instructors --------------------------------------------------------------------
-
-_sp = m.staff_profiles
-
-
-_PERMISSION_COLUMNS = tuple((name, f"perm_{name}") for name in m.PERMISSION_NAMES)
-
-
-def _permissions(row: Row, ctx: RenderContext) -> dict[str, bool]:
-    if ctx.redact_permissions:
-        return {}
-    return {name: bool(row[column]) for name, column in _PERMISSION_COLUMNS}
-
-
-def _icalendar_links(row: Row, ctx: RenderContext) -> dict[str, str]:
-    link = f"{ctx.base_url}/ical/instructors/{row['id']}/{row['icalendar_key']}.ics"
-    return {"link": link, "webcal_url": "webcal" + link[link.index("://") :]}
-
-
-INSTRUCTOR = Resource(
-    name="instructor",
-    title="Instructor",
-    table=m.instructors,
-    statement=select(
-        m.instructors,
-        *[_sp.c[name].label(f"perm_{name}") for name in m.PERMISSION_NAMES],
-    ).select_from(m.instructors.join(_sp, _sp.c.id == m.instructors.c.staff_profile_id)),
-    fields=(
-        attr("id", INT),
-        obj("instructor"),
-        attr("name", STR),
-        attr("picture_url", STR),
-        attr("description", STR),
-        Field("permissions", ref("StaffPermissions"), _permissions),
-        attr("staff", INT, key="staff_profile_id"),
-        deferred_many(
-            "availability_schedules", "availability_schedule", foreign_key="instructor_id"
-        ),
-        Field(
-            "icalendar_links",
-            {
-                "type": "object",
-                "required": ["link", "webcal_url"],
-                "properties": {
-                    "link": {"type": "string", "format": "uri"},
-                    "webcal_url": {"type": "string", "format": "uri"},
-                },
-            },
-            _icalendar_links,
-            required=False,
-            deferred=True,
-        ),
-        Field(
-            "integrations",
-            {"type": "array", "description": "Item type is undefined on the page (quirk)."},
-            _const([]),
-        ),
-    ),
-    order_by=(m.instructors.c.id,),
-    provider_column=m.instructors.c.provider_id,
-)
+# -- availability, memberships, timelines, categories (leaves of the graph) ---------------
 
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 _TIME_RANGES: dict[str, Any] = {"type": "array", "items": ref("TimeRange")}
+_RANGES = ("weekly_ranges",)
 
 
-def _weekday(day: str) -> Getter:
+def _weekday(day: str) -> Computed:
     def get(row: Row, _ctx: RenderContext) -> list[dict[str, str]]:
         return [{"start": start, "end": end} for start, end in row["weekly_ranges"].get(day, [])]
 
-    return get
+    return computed(f"default_{day}", _TIME_RANGES, get, _RANGES, required=False)
 
 
 def _has_availability(row: Row, _ctx: RenderContext) -> str:
@@ -574,234 +311,38 @@ AVAILABILITY_SCHEDULE = Resource(
     statement=select(m.availability_schedules),
     fields=(
         attr("id", INT),
-        Field(
-            "object",
-            {"description": "The page lists [null] as the only value (quirk).", "enum": [None]},
-            _const(None),
+        Constant(
+            name="object",
+            schema={
+                "description": "The page lists [null] as the only value (quirk).",
+                "enum": [None],
+            },
+            value=None,
         ),
         attr("name", {"type": "string", "maxLength": 32}, required=False, omit_if_none=True),
         attr("venue", {"type": ["integer", "null"]}, key="venue_id", required=False),
-        *[Field(f"default_{day}", _TIME_RANGES, _weekday(day), required=False) for day in WEEKDAYS],
+        *[_weekday(day) for day in WEEKDAYS],
         attr(
             "schedule_type",
             {"type": "string", "enum": ["IU", "RRTL", "GC"], "default": "IU"},
             required=False,
         ),
         attr("instructor", INT, key="instructor_id"),
-        Field(
+        computed(
             "is_default",
             {"type": "string", "description": "Typed as a string on the page (quirk)."},
-            _flag_string("is_default"),
+            lambda row, _ctx: "true" if row["is_default"] else "false",
+            ("is_default",),
         ),
-        Field(
+        computed(
             "has_availability",
             {"type": "string", "description": "Typed as a string on the page (quirk)."},
             _has_availability,
+            _RANGES,
         ),
     ),
     order_by=(m.availability_schedules.c.id,),
-)
-
-# -- courses and offering types -----------------------------------------------------
-
-COURSE = Resource(
-    name="course",
-    title="Course",
-    table=m.courses,
-    statement=select(m.courses),
-    fields=(
-        attr("id", INT),
-        obj("course"),
-        attr(
-            "name",
-            {"type": ["string", "null"], "maxLength": 256, "title": "Course Name"},
-            required=False,
-        ),
-        to_one("offering_type", "offering_type", "offering_type_id"),
-        attr("published", BOOL, required=False),
-        to_many(
-            "course_sessions",
-            "course_session",
-            "/api/v2/course_sessions",
-            "course",
-            foreign_key="course_id",
-        ),
-    ),
-    order_by=(m.courses.c.id,),
-    provider_column=m.courses.c.provider_id,
-)
-
-_ot = m.offering_types
-_memberships_count = (
-    select(func.count())
-    .where(m.offering_type_memberships.c.offering_type_id == _ot.c.id)
-    .scalar_subquery()
-)
-
-_INCREMENTS: dict[str, Any] = {"enum": [None, 15, 30, 45, 60]}
-
-
-def _duration_schema() -> dict[str, Any]:
-    return {**MINUTES, "minimum": 5, "maximum": 1440}
-
-
-def _buffer_schema() -> dict[str, Any]:
-    return {**MINUTES, "minimum": 0, "maximum": 1440, "default": 0}
-
-
-def _appointment_settings(row: Row, _ctx: RenderContext) -> dict[str, Any]:
-    return {
-        "duration": row["appointment_duration"],
-        "buffer_before": row["appointment_buffer_before"],
-        "buffer_after": row["appointment_buffer_after"],
-        "start_time_increments": row["appointment_start_time_increments"],
-        "default_venue": row["appointment_default_venue_id"],
-        "default_venue_rooms": row["appointment_default_venue_room_ids"],
-    }
-
-
-def _room_rental_settings(row: Row, _ctx: RenderContext) -> dict[str, Any]:
-    return {
-        "duration": row["room_rental_duration"],
-        "buffer_before": row["room_rental_buffer_before"],
-        "buffer_after": row["room_rental_buffer_after"],
-        "start_time_increments": row["room_rental_start_time_increments"],
-        "room_uniformity": row["room_rental_room_uniformity"],
-    }
-
-
-def _memberships_summary(row: Row, _ctx: RenderContext) -> str:
-    count = row["memberships_count"]
-    if count == 0:
-        return "Not included in any membership"
-    return f"Included in {count} membership{'s' if count != 1 else ''}"
-
-
-def _has_pricing(row: Row, _ctx: RenderContext) -> bool:
-    return bool(row["dropin_price_minor"] > 0 or row["memberships_count"] > 0)
-
-
-def _int_range(schema: dict[str, Any]) -> dict[str, Any]:
-    return {**schema, **INT32_RANGE}
-
-
-OFFERING_TYPE = Resource(
-    name="offering_type",
-    title="OfferingType",
-    table=_ot,
-    statement=_with_image(_ot, "image_id", _memberships_count.label("memberships_count")),
-    fields=(
-        attr("allows_dropins", BOOL),
-        Field(
-            "appointment_settings",
-            {
-                "$ref": "#/components/schemas/AppointmentSettings",
-                "description": "Both oneOf branches on the page are this same object.",
-            },
-            _appointment_settings,
-            expandable=True,
-        ),
-        attr("background_color", STR),
-        attr("cancellation_notice_interval", {**MINUTES, "default": 0}, required=False),
-        to_one(
-            "category",
-            "offering_type_category",
-            "category_id",
-            schema={"type": ["integer", "null"]},
-        ),
-        attr("customer_visibility", enum("public", "membership_holders", "private")),
-        attr("description", nullable(STR), required=False),
-        Field("dropin_price", STR, lambda row, _ctx: minor_to_amount(row["dropin_price_minor"])),
-        attr("has_active_schedules", BOOL),
-        Field("has_pricing", BOOL, _has_pricing),
-        attr("id", INT),
-        Field("image", nullable(ref("Image")), _image("img_")),
-        to_many(
-            "instructors",
-            "instructor",
-            "/api/v2/instructors",
-            "offering_type",
-            through=Through(m.offering_type_instructors, "offering_type_id", "instructor_id"),
-        ),
-        attr("is_draft", BOOL),
-        attr(
-            "max_allowed_age",
-            {
-                **_int_range({"type": ["integer", "null"]}),
-                "description": "Can be no older than this many years to register",
-            },
-            required=False,
-        ),
-        attr("memberships_count", INT),
-        Field("memberships_summary_description", STR, _memberships_summary),
-        attr(
-            "min_allowed_age",
-            {
-                **_int_range({"type": ["integer", "null"]}),
-                "description": "Must be at least this many years old to register",
-            },
-            required=False,
-        ),
-        attr("name", {"type": "string", "maxLength": 256}),
-        obj("offering_type"),
-        attr("order", _int_range({"type": ["integer", "null"]}), required=False),
-        attr("registrations_close_interval", {**MINUTES, "default": 0}, required=False),
-        attr("registrations_open_interval", {**MINUTES, "default": 0}, required=False),
-        Field(
-            "room_rental_settings",
-            {
-                "$ref": "#/components/schemas/RoomRentalSettings",
-                "description": "Both oneOf branches on the page are this same object.",
-            },
-            _room_rental_settings,
-            expandable=True,
-        ),
-        attr("schedule_type", STR),
-        attr("status", enum("active", "archived", "unknown")),
-        attr(
-            "waitlist_max",
-            {
-                "type": ["integer", "null"],
-                "minimum": 0,
-                "maximum": 65535,
-                "title": "Waitlist maximum",
-            },
-            required=False,
-        ),
-        deferred_many(
-            "availability_schedule_offering_types",
-            "availability_schedule_offering_type",
-            foreign_key="offering_type_id",
-        ),
-        deferred_many(
-            "memberships",
-            "membership",
-            through=Through(m.offering_type_memberships, "offering_type_id", "membership_id"),
-        ),
-        deferred_many(
-            "registration_timelines", "registration_timeline", foreign_key="offering_type_id"
-        ),
-    ),
-    order_by=(_ot.c.id,),
-    provider_column=_ot.c.provider_id,
-)
-
-_cat = m.offering_type_categories
-
-OFFERING_TYPE_CATEGORY = Resource(
-    name="offering_type_category",
-    title="OfferingTypeCategory",
-    table=_cat,
-    statement=_with_image(_cat, "image_id"),
-    fields=(
-        attr("id", INT),
-        obj("offering_type_category"),
-        attr("name", {"type": "string", "maxLength": 256, "title": "Category Name"}),
-        Field("image", nullable(ref("Image")), _image("img_")),
-        attr("color", STR),
-    ),
-    order_by=(_cat.c.id,),
-    provider_column=_cat.c.provider_id,
+    customer_rows=(),
 )
 
 _asot = m.availability_schedule_offering_types
@@ -814,69 +355,71 @@ AVAILABILITY_SCHEDULE_OFFERING_TYPE = Resource(
     fields=(
         attr("offering_type", INT, key="offering_type_id"),
         attr("availability_schedule", INT, key="availability_schedule_id"),
-        attr(
-            "venue_rooms",
-            {"type": "array", "items": INT},
-            key="venue_room_ids",
-            required=False,
-        ),
+        attr("venue_rooms", {"type": "array", "items": INT}, key="venue_room_ids", required=False),
     ),
     order_by=(_asot.c.id,),
+    customer_rows=(),
 )
 
 _ms = m.memberships
+_CURRENCY = ("currency_code", "currency_symbol", "currency_symbol_position")
 
 
-def _price(key: str) -> Getter:
-    return lambda row, _ctx: price(row[key], row)
+def _price_field(name: str, minor: str) -> Computed:
+    return PRICE.field(name, renamed={"minor": minor})
 
 
-def _membership_url(template: str) -> Getter:
-    return lambda row, ctx: ctx.base_url + template.format(id=row["id"])
+def _membership_url(name: str, schema: dict[str, Any], template: str) -> Computed:
+    return computed(
+        name, schema, lambda row, ctx: ctx.base_url + template.format(id=row["id"]), ("id",)
+    )
 
 
-PRICE = ref("Price")
+def _date(name: str) -> Computed:
+    return computed(
+        name,
+        {"type": ["string", "null"], "format": "date"},
+        lambda row, _ctx: iso_date(row[name]),
+        (name,),
+        required=False,
+    )
+
 
 MEMBERSHIP = Resource(
     name="membership",
     title="Membership",
     table=_ms,
-    statement=select(_ms, *_currency_columns()).select_from(
+    statement=select(_ms, *[m.providers.c[key] for key in _CURRENCY]).select_from(
         _ms.join(m.providers, m.providers.c.id == _ms.c.provider_id)
     ),
     fields=(
         attr("id", INT),
         obj("membership"),
-        attr("type", enum("pack", "recurring_plan", "prepaid_plan")),
+        attr("type", enum_schema("pack", "recurring_plan", "prepaid_plan")),
         attr("name", STR),
         attr("description", STR),
         attr("begin_on_first_registration", BOOL),
-        Field(
-            "start_date",
-            {"type": ["string", "null"], "format": "date"},
-            lambda row, _ctx: iso_date(row["start_date"]),
-            required=False,
-        ),
-        Field(
-            "expiration_date",
-            {"type": ["string", "null"], "format": "date"},
-            lambda row, _ctx: iso_date(row["expiration_date"]),
-            required=False,
-        ),
+        _date("start_date"),
+        _date("expiration_date"),
         attr("duration", INT),
         attr(
             "duration_unit",
             {"type": "string", "enum": ["days", "weeks", "months"], "default": "days"},
             required=False,
         ),
-        Field("one_time_fee", PRICE, _price("one_time_fee_minor")),
-        Field("price", PRICE, _price("price_minor")),
-        Field("display_price", PRICE, _price("price_minor")),
+        _price_field("one_time_fee", "one_time_fee_minor"),
+        _price_field("price", "price_minor"),
+        _price_field("display_price", "price_minor"),
         attr("use_prorate", BOOL),
         attr("category", INT),
         attr("is_dropin", BOOL),
         attr("for_sale", BOOL),
-        Field("has_active_members", BOOL, lambda row, _ctx: row["active_member_count"] > 0),
+        computed(
+            "has_active_members",
+            BOOL,
+            lambda row, _ctx: row["active_member_count"] > 0,
+            ("active_member_count",),
+        ),
         attr("active_member_count", INT),
         attr(
             "allow_repeat_purchases",
@@ -898,23 +441,18 @@ MEMBERSHIP = Resource(
             {**BOOL, "description": "Whether only new customers can purchase this membership."},
         ),
         attr("penalty_system", {"type": ["integer", "null"]}, required=False),
-        Field(
-            "allotment",
-            {"type": "string", "format": "uri"},
-            _membership_url("/api/v2/memberships/{id}/allotment"),
+        _membership_url(
+            "allotment", {"type": "string", "format": "uri"}, "/api/v2/memberships/{id}/allotment"
         ),
-        Field(
-            "plans", RELATED_COLLECTION, _membership_url("/api/v2/membership_plans?membership={id}")
-        ),
-        Field(
-            "terms", RELATED_COLLECTION, _membership_url("/api/v2/membership_terms?membership={id}")
-        ),
+        _membership_url("plans", RELATED_COLLECTION, "/api/v2/membership_plans?membership={id}"),
+        _membership_url("terms", RELATED_COLLECTION, "/api/v2/membership_terms?membership={id}"),
         attr("is_draft", BOOL),
         attr("incomplete_reasons", {"type": "array", "items": STR}),
         attr("shareable", BOOL, required=False),
     ),
     order_by=(_ms.c.id,),
     provider_column=_ms.c.provider_id,
+    customer_rows=(_ms.c.visible_to_customers.is_(True), _ms.c.is_draft.is_(False)),
 )
 
 _rt = m.registration_timelines
@@ -930,7 +468,7 @@ REGISTRATION_TIMELINE = Resource(
         attr("name", {"type": ["string", "null"], "maxLength": 256}, required=False),
         attr(
             "audience_type",
-            enum(
+            enum_schema(
                 "everyone",
                 "business_only",
                 "membership_holders",
@@ -939,9 +477,523 @@ REGISTRATION_TIMELINE = Resource(
                 "private_url",
             ),
         ),
-        Field("thumbnail", nullable(ref("Image")), _image("img_")),
+        IMAGE.field("thumbnail", "img_", nullable=True),
     ),
     order_by=(_rt.c.id,),
+    customer_rows=(),
+)
+
+_cat = m.offering_type_categories
+
+OFFERING_TYPE_CATEGORY = Resource(
+    name="offering_type_category",
+    title="OfferingTypeCategory",
+    table=_cat,
+    statement=_with_image(_cat, "image_id"),
+    fields=(
+        attr("id", INT),
+        obj("offering_type_category"),
+        attr("name", {"type": "string", "maxLength": 256, "title": "Category Name"}),
+        IMAGE.field("image", "img_", nullable=True),
+        attr("color", STR),
+    ),
+    order_by=(_cat.c.id,),
+    provider_column=_cat.c.provider_id,
+    customer_rows=(),
+)
+
+# -- instructors ----------------------------------------------------------------------------
+
+_sp = m.staff_profiles
+
+
+def _icalendar_links(row: Row, ctx: RenderContext) -> dict[str, str]:
+    link = f"{ctx.base_url}/ical/instructors/{row['id']}/{row['icalendar_key']}.ics"
+    return {"link": link, "webcal_url": "webcal" + link[link.index("://") :]}
+
+
+INSTRUCTOR = Resource(
+    name="instructor",
+    title="Instructor",
+    table=m.instructors,
+    statement=select(m.instructors, *STAFF_PERMISSIONS.columns(_sp, "perm_")).select_from(
+        m.instructors.join(_sp, _sp.c.id == m.instructors.c.staff_profile_id)
+    ),
+    fields=(
+        attr("id", INT),
+        obj("instructor"),
+        attr("name", STR),
+        attr("picture_url", STR),
+        attr("description", STR),
+        STAFF_PERMISSIONS.field("permissions", "perm_"),
+        attr("staff", INT, key="staff_profile_id"),
+        deferred_many(
+            "availability_schedules",
+            AVAILABILITY_SCHEDULE,
+            ForeignKey("instructor_id"),
+            customers=HIDDEN,
+        ),
+        Deferred(
+            name="icalendar_links",
+            schema={
+                "type": "object",
+                "required": ["link", "webcal_url"],
+                "properties": {
+                    "link": {"type": "string", "format": "uri"},
+                    "webcal_url": {"type": "string", "format": "uri"},
+                },
+            },
+            get=_icalendar_links,
+            reads=("id", "icalendar_key"),
+        ),
+        Constant(
+            name="integrations",
+            schema={"type": "array", "description": "Item type is undefined on the page (quirk)."},
+            value=[],
+        ),
+    ),
+    order_by=(m.instructors.c.id,),
+    provider_column=m.instructors.c.provider_id,
+    customer_rows=(),
+)
+
+_cs = m.course_sessions
+_csi = m.course_session_instructors
+_oti = m.offering_type_instructors
+_ins = m.instructors
+
+
+def _linked(
+    own: ColumnElement[Any], listed: ColumnElement[Any], other: ColumnElement[Any]
+) -> ParentCondition:
+    """Rows with a link-table row whose ``own`` column is the row and ``other`` a parent."""
+    return lambda ids: exists(select(own).where(own == listed, other.in_(ids)))
+
+
+INSTRUCTORS = Listing(
+    path="/api/v2/instructors",
+    resource=INSTRUCTOR,
+    filters=(
+        IdsFilter(
+            "course_session",
+            "course_session",
+            _linked(_csi.c.instructor_id, _ins.c.id, _csi.c.course_session_id),
+            "Instructors of these course sessions (comma-separated ids).",
+        ),
+        IdsFilter(
+            "offering_type",
+            "offering_type",
+            _linked(_oti.c.instructor_id, _ins.c.id, _oti.c.offering_type_id),
+            "Instructors of these offering types (comma-separated ids).",
+        ),
+    ),
+    sorts={"id": (_ins.c.id,), "-id": (_ins.c.id.desc(),)},
+    default_sort="id",
+    summary="List instructors",
+)
+
+# -- venues and rooms ---------------------------------------------------------------------
+
+_thumb = m.images.alias("thumbnail")
+_vr = m.venue_rooms
+
+VENUE_ROOM = Resource(
+    name="venue_room",
+    title="VenueRoom",
+    table=_vr,
+    statement=select(_vr, *THUMBNAIL.columns(_thumb, "thumb_")).select_from(
+        _vr.join(m.venues, m.venues.c.id == _vr.c.venue_id).outerjoin(
+            _thumb, _thumb.c.id == _vr.c.thumbnail_id
+        )
+    ),
+    fields=(
+        attr("id", INT),
+        obj("venue_room"),
+        attr("status", enum_schema("active", "archived")),
+        attr("name", {"type": "string", "maxLength": 64}),
+        to_one("venue", "venue", "venue_id", customers=SEE),
+        THUMBNAIL.field("thumbnail", "thumb_", required=False, omit_if_none=True),
+    ),
+    order_by=(_vr.c.id,),
+    provider_column=m.venues.c.provider_id,
+    customer_rows=(),
+)
+
+VENUE_ROOMS = Listing(
+    path="/api/v2/venue_rooms",
+    resource=VENUE_ROOM,
+    filters=(
+        IdsFilter(
+            "venue",
+            "venue",
+            lambda ids: _vr.c.venue_id.in_(ids),
+            "Rooms of these venues (comma-separated ids).",
+        ),
+    ),
+    sorts={"id": (_vr.c.id,), "-id": (_vr.c.id.desc(),)},
+    default_sort="id",
+    summary="List venue rooms",
+)
+
+_pa = m.physical_addresses
+
+VENUE = Resource(
+    name="venue",
+    title="Venue",
+    table=m.venues,
+    statement=select(m.venues, *PHYSICAL_ADDRESS.columns(_pa, "pa_")).select_from(
+        m.venues.outerjoin(_pa, _pa.c.venue_id == m.venues.c.id)
+    ),
+    fields=(
+        attr("id", INT),
+        obj("venue"),
+        attr("name", {"type": "string", "maxLength": 200}),
+        attr("description", nullable_schema(STR), required=False),
+        attr("address", STR),
+        PHYSICAL_ADDRESS.field("physical_address", "pa_", nullable=True, required=False),
+        attr("timezone", {"type": "string", "maxLength": 250}),
+        attr("video_url", nullable_schema(STR), required=False),
+        attr("zoom_user", INT),
+        attr("venue_type", enum_schema("physical", "online")),
+        to_many("venue_rooms", VENUE_ROOMS, "venue", ForeignKey("venue_id"), customers=SEE),
+        attr("lat", DOUBLE),
+        attr("lng", DOUBLE),
+        attr("archived", BOOL),
+        attr("is_online", BOOL),
+        attr("video_url_type", enum_schema("static", "zoom"), required=False, omit_if_none=True),
+    ),
+    order_by=(m.venues.c.id,),
+    provider_column=m.venues.c.provider_id,
+    customer_rows=(),
+)
+
+# -- course sessions ----------------------------------------------------------------------
+
+_SESSION_URL_READS = ("provider_id", "provider_slug", "id")
+
+
+def _session_url(name: str, audience: str) -> Computed:
+    return computed(
+        name,
+        STR,
+        lambda row, _ctx: (
+            f"/p/{row['provider_id']}-{row['provider_slug']}/{audience}course_sessions/{row['id']}"
+        ),
+        _SESSION_URL_READS,
+    )
+
+
+def customer_visible_sessions() -> ColumnElement[bool]:
+    """Sessions a customer may see: published course, live offering type they may book."""
+    ot = m.offering_types
+    holds_membership = exists(
+        select(m.customer_memberships.c.id)
+        .join(
+            m.offering_type_memberships,
+            m.offering_type_memberships.c.membership_id == m.customer_memberships.c.membership_id,
+        )
+        .where(
+            m.offering_type_memberships.c.offering_type_id == ot.c.id,
+            m.customer_memberships.c.customer_profile_id == CUSTOMER_PROFILE_ID,
+            m.customer_memberships.c.active.is_(True),
+        )
+    )
+    visible_courses = (
+        select(m.courses.c.id)
+        .join(ot, ot.c.id == m.courses.c.offering_type_id)
+        .where(
+            m.courses.c.published.is_(True),
+            ot.c.is_draft.is_(False),
+            or_(
+                ot.c.customer_visibility == "public",
+                and_(ot.c.customer_visibility == "membership_holders", holds_membership),
+            ),
+        )
+    )
+    return _cs.c.course_id.in_(visible_courses.correlate(None))
+
+
+COURSE_SESSION = Resource(
+    name="course_session",
+    title="CourseSession",
+    table=_cs,
+    statement=select(
+        _cs,
+        m.courses.c.name.label("course_name"),
+        m.providers.c.slug.label("provider_slug"),
+    ).select_from(
+        _cs.join(m.courses, m.courses.c.id == _cs.c.course_id).join(
+            m.providers, m.providers.c.id == _cs.c.provider_id
+        )
+    ),
+    fields=(
+        attr("id", INT),
+        obj("course_session"),
+        attr("name", {**nullable_schema(STR), "title": "Course Name"}, key="course_name"),
+        datetime_attr("starts_at"),
+        datetime_attr("ends_at"),
+        attr("status", enum_schema("active", "cancelled")),
+        attr("attending_count", INT),
+        attr(
+            "max_occupancy",
+            {
+                "type": ["integer", "null"],
+                "description": "None and 0 both represent unlimited occupancy.",
+            },
+        ),
+        to_one("venue", "venue", "venue_id", customers=SEE),
+        to_many(
+            "instructors",
+            INSTRUCTORS,
+            "course_session",
+            Through(_csi, "course_session_id", "instructor_id"),
+            customers=SEE,
+        ),
+        to_one("course", "course", "course_id", customers=SEE),
+        _session_url("customer_url", "c/"),
+        _session_url("provider_url", ""),
+    ),
+    order_by=(_cs.c.starts_at, _cs.c.id),
+    provider_column=_cs.c.provider_id,
+    customer_rows=(customer_visible_sessions(),),
+)
+
+DATE_TIME = {"type": "string", "format": "date-time"}
+
+
+def _bound(column: ColumnElement[Any], op: str) -> ValueCondition:
+    if op == "gte":
+        return lambda value: column >= value
+    return lambda value: column <= value
+
+
+def _time_filters(column_name: str) -> list[ValueFilter]:
+    column = _cs.c[column_name]
+    return [
+        ValueFilter(
+            f"{column_name}_{op}",
+            parse_datetime,
+            _bound(column, op),
+            DATE_TIME,
+            f"Sessions with {column_name} {'at or after' if op == 'gte' else 'at or before'} "
+            "this date-time (ISO 8601; UTC when no offset).",
+        )
+        for op in ("gte", "lte")
+    ]
+
+
+COURSE_SESSIONS = Listing(
+    path="/api/v2/course_sessions",
+    resource=COURSE_SESSION,
+    filters=(
+        IdsFilter(
+            "course",
+            "course",
+            lambda ids: _cs.c.course_id.in_(ids),
+            "Sessions of these courses (comma-separated ids).",
+        ),
+        IdsFilter(
+            "venues",
+            "venue",
+            lambda ids: _cs.c.venue_id.in_(ids),
+            "Sessions at these venues (comma-separated ids).",
+        ),
+        IdsFilter(
+            "instructors",
+            "instructor",
+            _linked(_csi.c.course_session_id, _cs.c.id, _csi.c.instructor_id),
+            "Sessions taught by any of these instructors (comma-separated ids).",
+        ),
+        IdsFilter(
+            "offering_types",
+            "offering_type",
+            lambda ids: _cs.c.course_id.in_(
+                select(m.courses.c.id).where(m.courses.c.offering_type_id.in_(ids)).correlate(None)
+            ),
+            "Sessions of courses of these offering types (comma-separated ids).",
+        ),
+        ValueFilter(
+            "status",
+            choice("active", "cancelled"),
+            lambda value: _cs.c.status == value,
+            {"type": "string", "enum": ["active", "cancelled"]},
+            "Only sessions with this status.",
+        ),
+        *_time_filters("starts_at"),
+        *_time_filters("ends_at"),
+    ),
+    sorts={
+        "starts_at": (_cs.c.starts_at, _cs.c.id),
+        "-starts_at": (_cs.c.starts_at.desc(), _cs.c.id.desc()),
+        "id": (_cs.c.id,),
+        "-id": (_cs.c.id.desc(),),
+    },
+    default_sort="starts_at",
+    summary="List course sessions",
+)
+
+# -- offering types and courses -----------------------------------------------------------
+
+_ot = m.offering_types
+_memberships_count = (
+    select(func.count())
+    .where(m.offering_type_memberships.c.offering_type_id == _ot.c.id)
+    .scalar_subquery()
+)
+
+
+def _memberships_summary(row: Row, _ctx: RenderContext) -> str:
+    count = row["memberships_count"]
+    if count == 0:
+        return "Not included in any membership"
+    return f"Included in {count} membership{'s' if count != 1 else ''}"
+
+
+def _has_pricing(row: Row, _ctx: RenderContext) -> bool:
+    return bool(row["dropin_price_minor"] > 0 or row["memberships_count"] > 0)
+
+
+def _settings(name: str, value: ValueObject, prefix: str, **renamed: str) -> Computed:
+    """One of the offering type's settings objects, marked expandable (quirk)."""
+    field = value.field(name, prefix, renamed=renamed, marked_expandable=True)
+    note = "Both oneOf branches on the page are this same object."
+    return replace(field, schema={**field.schema, "description": note})
+
+
+OFFERING_TYPE = Resource(
+    name="offering_type",
+    title="OfferingType",
+    table=_ot,
+    statement=_with_image(_ot, "image_id", _memberships_count.label("memberships_count")),
+    fields=(
+        attr("allows_dropins", BOOL),
+        _settings(
+            "appointment_settings",
+            APPOINTMENT_SETTINGS,
+            "appointment_",
+            default_venue="appointment_default_venue_id",
+            default_venue_rooms="appointment_default_venue_room_ids",
+        ),
+        attr("background_color", STR),
+        attr("cancellation_notice_interval", {**MINUTES, "default": 0}, required=False),
+        to_one(
+            "category",
+            "offering_type_category",
+            "category_id",
+            customers=SEE,
+            schema={"type": ["integer", "null"]},
+        ),
+        attr("customer_visibility", enum_schema("public", "membership_holders", "private")),
+        attr("description", nullable_schema(STR), required=False),
+        computed(
+            "dropin_price",
+            STR,
+            lambda row, _ctx: minor_to_amount(row["dropin_price_minor"]),
+            ("dropin_price_minor",),
+        ),
+        attr("has_active_schedules", BOOL),
+        computed("has_pricing", BOOL, _has_pricing, ("dropin_price_minor", "memberships_count")),
+        attr("id", INT),
+        IMAGE.field("image", "img_", nullable=True),
+        to_many(
+            "instructors",
+            INSTRUCTORS,
+            "offering_type",
+            Through(_oti, "offering_type_id", "instructor_id"),
+            customers=SEE,
+        ),
+        attr("is_draft", BOOL),
+        attr(
+            "max_allowed_age",
+            {
+                **int32({"type": ["integer", "null"]}),
+                "description": "Can be no older than this many years to register",
+            },
+            required=False,
+        ),
+        attr("memberships_count", INT),
+        computed(
+            "memberships_summary_description",
+            STR,
+            _memberships_summary,
+            ("memberships_count",),
+        ),
+        attr(
+            "min_allowed_age",
+            {
+                **int32({"type": ["integer", "null"]}),
+                "description": "Must be at least this many years old to register",
+            },
+            required=False,
+        ),
+        attr("name", {"type": "string", "maxLength": 256}),
+        obj("offering_type"),
+        attr("order", int32({"type": ["integer", "null"]}), required=False),
+        attr("registrations_close_interval", {**MINUTES, "default": 0}, required=False),
+        attr("registrations_open_interval", {**MINUTES, "default": 0}, required=False),
+        _settings("room_rental_settings", ROOM_RENTAL_SETTINGS, "room_rental_"),
+        attr("schedule_type", STR),
+        attr("status", enum_schema("active", "archived", "unknown")),
+        attr(
+            "waitlist_max",
+            {
+                "type": ["integer", "null"],
+                "minimum": 0,
+                "maximum": 65535,
+                "title": "Waitlist maximum",
+            },
+            required=False,
+        ),
+        deferred_many(
+            "availability_schedule_offering_types",
+            AVAILABILITY_SCHEDULE_OFFERING_TYPE,
+            ForeignKey("offering_type_id"),
+            customers=HIDDEN,
+        ),
+        deferred_many(
+            "memberships",
+            MEMBERSHIP,
+            Through(m.offering_type_memberships, "offering_type_id", "membership_id"),
+            customers=SEE,
+        ),
+        deferred_many(
+            "registration_timelines",
+            REGISTRATION_TIMELINE,
+            ForeignKey("offering_type_id"),
+            customers=SEE,
+        ),
+    ),
+    order_by=(_ot.c.id,),
+    provider_column=_ot.c.provider_id,
+    customer_rows=(),
+)
+
+COURSE = Resource(
+    name="course",
+    title="Course",
+    table=m.courses,
+    statement=select(m.courses),
+    fields=(
+        attr("id", INT),
+        obj("course"),
+        attr(
+            "name",
+            {"type": ["string", "null"], "maxLength": 256, "title": "Course Name"},
+            required=False,
+        ),
+        to_one("offering_type", "offering_type", "offering_type_id", customers=SEE),
+        attr("published", BOOL, required=False),
+        to_many(
+            "course_sessions",
+            COURSE_SESSIONS,
+            "course",
+            ForeignKey("course_id"),
+            customers=SEE,
+        ),
+    ),
+    order_by=(m.courses.c.id,),
+    provider_column=m.courses.c.provider_id,
+    customer_rows=(),
 )
 
 RESOURCES: dict[str, Resource] = {
@@ -961,114 +1013,10 @@ RESOURCES: dict[str, Resource] = {
     )
 }
 
-
-@lru_cache(maxsize=1024)
-def select_columns(resource_name: str, columns: frozenset[str] | None) -> Select[Any]:
-    """``resource_name``'s statement selecting only ``columns`` (every one for None).
-
-    The FROM clause stays whole, so the rows are the same; only the columns (and the
-    subqueries behind them) are left out.
-    """
-    statement = RESOURCES[resource_name].statement
-    if columns is None:
-        return statement
-    kept = [column for column in statement.selected_columns if column.key in columns]
-    missing = columns - {column.key for column in kept}
-    if missing:
-        raise LookupError(f"{resource_name} does not select {', '.join(sorted(missing))}")
-    return statement.with_only_columns(*kept, maintain_column_froms=True)
-
-
-def _settings_schema(*extra: tuple[str, dict[str, Any]], required: list[str]) -> dict[str, Any]:
-    return {
-        "type": "object",
-        "required": required,
-        "properties": {
-            "duration": _duration_schema(),
-            "buffer_before": _buffer_schema(),
-            "buffer_after": _buffer_schema(),
-            "start_time_increments": _INCREMENTS,
-            **dict(extra),
-        },
-    }
-
+LISTINGS: tuple[Listing, ...] = (COURSE_SESSIONS, INSTRUCTORS, VENUE_ROOMS)
 
 #: Schemas of the value objects fields embed (not resources: nothing loads them alone).
 VALUE_SCHEMAS: dict[str, dict[str, Any]] = {
-    "RelatedCollection": {
-        "type": "string",
-        "description": "A URL to a collection of related resources.",
-        "examples": ["https://goteamup.com/api/v2/related_collection"],
-    },
-    "Minutes": {**MINUTES},
-    "Int32": {"type": "integer", **INT32_RANGE},
-    "PhysicalAddress": {
-        "type": "object",
-        "required": list(_PHYSICAL_ADDRESS_KEYS),
-        "properties": {
-            "street": STR,
-            "street_secondary": nullable(STR),
-            "city": STR,
-            "region": STR,
-            "postal_code": STR,
-            "country": STR,
-            "lat": DOUBLE,
-            "lng": DOUBLE,
-        },
-    },
-    "Thumbnail": {
-        "type": "object",
-        "required": ["id", "object", "url", "created_at"],
-        "properties": {
-            "id": INT,
-            "object": enum("image"),
-            "url": {"type": "string", "format": "uri"},
-            "profile": {"type": ["integer", "null"]},
-            "original_width": _int_range({"type": ["integer", "null"]}),
-            "original_height": _int_range({"type": ["integer", "null"]}),
-            "user": {"type": ["integer", "null"]},
-            "created_at": {"type": "string", "format": "date-time"},
-        },
-    },
-    "Image": {
-        "type": "object",
-        "properties": {
-            "id": {"type": "integer", "examples": [13314]},
-            "url": {"type": "string", "format": "uri"},
-            "original_width": {"type": "number", "examples": [64]},
-            "original_height": {"type": "integer", "examples": [64]},
-        },
-    },
-    "StaffPermissions": {
-        "type": "object",
-        "properties": {name: BOOL for name in m.PERMISSION_NAMES},
-    },
-    "TimeRange": {
-        "type": "object",
-        "required": ["start", "end"],
-        "properties": {"start": LOCAL_TIME, "end": LOCAL_TIME},
-    },
-    "AppointmentSettings": _settings_schema(
-        ("default_venue", INT),
-        ("default_venue_rooms", {"type": "array", "items": INT}),
-        required=["duration", "default_venue", "default_venue_rooms"],
-    ),
-    "RoomRentalSettings": _settings_schema(
-        ("room_uniformity", BOOL), required=["duration", "room_uniformity"]
-    ),
-    "Price": {
-        "type": "object",
-        "properties": {
-            "decimal": {"type": "number"},
-            "string": {
-                "type": "string",
-                "minLength": 1,
-                "description": "The price as a string.",
-                "examples": ["£45"],
-            },
-            "iso_currency_code": {"type": "string", "minLength": 1, "examples": ["gbp"]},
-            "currency_symbol": {"type": "string", "minLength": 1, "examples": ["£"]},
-            "currency_symbol_position": enum("before", "after"),
-        },
-    },
+    **PLAIN_SCHEMAS,
+    **{value.title: value.schema for value in VALUE_OBJECTS},
 }

@@ -13,14 +13,25 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 from sqlalchemy import BindParameter, Connection, Integer, Select, bindparam
 
-from coursebook.access import PROVIDER_ID, Access, Scope
+from coursebook.access import Access, Scope
 from coursebook.errors import ApiError
-from coursebook.graph import RESOURCES, Field, Row, select_columns
+from coursebook.fields import (
+    PROVIDER_ID,
+    DeferredMany,
+    ForeignKey,
+    Relation,
+    Row,
+    Through,
+    ToMany,
+    ToOne,
+    select_columns,
+)
+from coursebook.graph import RESOURCES
 from coursebook.projection import Projection
 from coursebook.query import Query, QueryCache
 
@@ -31,76 +42,91 @@ LIMIT = bindparam("limit", type_=Integer)
 _queries = QueryCache(limit=2048)
 
 
-def relation_query(
-    relation_field: Field, scope: Scope, columns: frozenset[str] | None = None
-) -> Query:
-    """The query loading ``relation_field``'s targets under ``scope`` (cached).
+def relation_query(relation: Relation, scope: Scope, columns: frozenset[str]) -> Query:
+    """The query loading ``relation``'s targets under ``scope`` (cached).
 
-    It selects ``columns`` of the target (all for None), takes the parent keys as
-    ``keys`` and, for to-many relations, a row ``limit``.
+    It selects ``columns`` of the target, takes the parent keys as ``keys`` and, for
+    to-many relations, a row ``limit``.
     """
     return _queries.get(
-        (id(relation_field), scope.name, columns),
-        lambda: _relation_statement(relation_field, scope, columns),
+        (id(relation), scope.name, columns),
+        lambda: _relation_statement(relation, scope, columns),
     )
 
 
-def _relation_statement(
-    relation_field: Field, scope: Scope, columns: frozenset[str] | None
-) -> Select[Any]:
-    relation = relation_field.relation
-    assert relation is not None
+def _relation_statement(relation: Relation, scope: Scope, columns: frozenset[str]) -> Select[Any]:
     target = RESOURCES[relation.target]
     table = target.table
-    if columns is not None and relation.foreign_key is not None:
-        columns = columns | {relation.foreign_key}  # the loader groups rows by it
+    match relation:
+        case ToMany(link=ForeignKey(column)) | DeferredMany(link=ForeignKey(column)):
+            columns = columns | {column}  # the loader groups rows by it
     statement = (
-        select_columns(target.name, columns)
+        select_columns(target, columns)
         .order_by(*target.order_by)
         .where(*scope.filters(target.name))
     )
     if target.provider_column is not None:
         statement = statement.where(target.provider_column == PROVIDER_ID)
-    if not relation.many:
-        return statement.where(table.c.id.in_(KEYS))
-    if relation.through is not None:
-        link = relation.through.table
-        return (
-            statement.add_columns(link.c[relation.through.parent].label(PARENT))
-            .join(link, link.c[relation.through.child] == table.c.id)
-            .where(link.c[relation.through.parent].in_(KEYS))
-            .limit(LIMIT)
-        )
-    assert relation.foreign_key is not None
-    return statement.where(table.c[relation.foreign_key].in_(KEYS)).limit(LIMIT)
+    match relation:
+        case ToOne():
+            return statement.where(table.c.id.in_(KEYS))
+        case (
+            ToMany(link=Through(link, parent, child))
+            | DeferredMany(link=Through(link, parent, child))
+        ):
+            return (
+                statement.add_columns(link.c[parent].label(PARENT))
+                .join(link, link.c[child] == table.c.id)
+                .where(link.c[parent].in_(KEYS))
+                .limit(LIMIT)
+            )
+        case ToMany(link=ForeignKey(column)) | DeferredMany(link=ForeignKey(column)):
+            return statement.where(table.c[column].in_(KEYS)).limit(LIMIT)
+    raise TypeError(f"{relation.name}: not a relation the loader knows")
 
 
-@dataclass(slots=True)
-class Level:
-    """The rows of one projection level's relations, keyed by the parent they hang off."""
+def _parent_key(relation: Relation) -> str:
+    """The key of a loaded to-many row that holds its parent's id."""
+    match relation:
+        case ToMany(link=ForeignKey(column)) | DeferredMany(link=ForeignKey(column)):
+            return column
+    return PARENT
 
-    children: dict[str, Related] = field(default_factory=dict)
 
+class Loaded(NamedTuple):
+    """One relation's rows for a level: by target id (to-one) or by parent id (to-many),
+    and the relations loaded below them, in the order of the projection's children."""
 
-@dataclass(slots=True)
-class Related:
-    """Loaded rows of one relation: by parent id (to-many) or by target id (to-one)."""
-
-    projection: Projection
-    many: bool
     rows: dict[Any, Any]
-    level: Level
-    #: Rendered objects by id, filled as rendering first meets each (see ``render``).
-    rendered: dict[Any, Any] = field(default_factory=dict)
+    children: tuple[Loaded, ...]
 
 
 class ExpansionTooLarge(ApiError):
     """Raised when a response would hold more objects than the budget allows."""
 
 
+def load(
+    conn: Connection,
+    access: Access,
+    projection: Projection,
+    rows: Sequence[Row],
+    *,
+    budget: int,
+    base_url: str,
+) -> tuple[Loaded, ...]:
+    """Every relation ``projection`` expands below its own ``rows``, level by level.
+
+    The rows themselves count against the budget (one object each), then every object
+    loaded below them, as many times as it will be rendered.
+    """
+    loader = _Loader(conn, access, budget, base_url)
+    loader.spend(len(rows), projection.resource.name)
+    return loader.level(projection, rows, {row["id"]: 1 for row in rows})
+
+
 @dataclass
-class Loader:
-    """Loads the relations a projection expands, level by level, for one request."""
+class _Loader:
+    """The state of one request's loading: where, for whom, and the budget spent."""
 
     conn: Connection
     access: Access
@@ -108,20 +134,18 @@ class Loader:
     base_url: str
     rendered: int = 0
 
-    def load(
+    def level(
         self, projection: Projection, rows: Sequence[Row], counts: dict[Any, int], path: str = ""
-    ) -> Level:
+    ) -> tuple[Loaded, ...]:
         """Load every relation ``projection`` expands below ``rows``.
 
         ``counts`` says how many times each row (by id) is rendered, so that the budget
         counts objects in the response, not rows in the database.
         """
-        level = Level()
-        for relation_field, child in projection.children:
-            level.children[relation_field.name] = self._load_relation(
-                relation_field, child, rows, counts, f"{path}{relation_field.name}"
-            )
-        return level
+        return tuple(
+            self._relation(relation, child, rows, counts, f"{path}{relation.name}")
+            for relation, child in projection.children
+        )
 
     def spend(self, objects: int, path: str, url: str | None = None) -> None:
         """Count ``objects`` more against the budget; 400 naming ``url`` past it."""
@@ -140,46 +164,43 @@ class Loader:
             )
 
     def _fetch(
-        self, relation_field: Field, child: Projection, keys: set[Any], limit: int | None
+        self, relation: Relation, child: Projection, keys: set[Any], limit: int | None
     ) -> list[dict[str, Any]]:
         if not keys:
             return []
         params: dict[str, Any] = {**self.access.params, KEYS.key: sorted(keys)}
         if limit is not None:
             params[LIMIT.key] = limit
-        query = relation_query(relation_field, self.access.scope, child.columns)
+        query = relation_query(relation, self.access.scope, child.columns)
         return query.rows(self.conn, params)
 
-    def _load_relation(
+    def _relation(
         self,
-        relation_field: Field,
+        relation: Relation,
         child: Projection,
         rows: Sequence[Row],
         counts: dict[Any, int],
         path: str,
-    ) -> Related:
-        relation = relation_field.relation
-        assert relation is not None
+    ) -> Loaded:
         child_counts: dict[Any, int] = defaultdict(int)
-        if not relation.many:
-            assert relation.key is not None
-            keys = {row[relation.key] for row in rows if row[relation.key] is not None}
-            loaded = self._fetch(relation_field, child, keys, None)
+        if isinstance(relation, ToOne):
+            key = relation.key
+            keys = {row[key] for row in rows if row[key] is not None}
+            loaded = self._fetch(relation, child, keys, None)
             by_id = {row["id"]: row for row in loaded}
             for row in rows:
-                if row[relation.key] in by_id:
-                    child_counts[row[relation.key]] += counts[row["id"]]
+                if row[key] in by_id:
+                    child_counts[row[key]] += counts[row["id"]]
             self.spend(sum(child_counts.values()), path)
-            return Related(child, False, by_id, self.load(child, loaded, child_counts, path + "."))
+            return Loaded(by_id, self.level(child, loaded, child_counts, path + "."))
 
-        parent_key = PARENT if relation.through is not None else relation.foreign_key
-        assert parent_key is not None
+        parent_key = _parent_key(relation)
         url = None
-        if relation_field.collection is not None and len(rows) == 1:
-            url = relation_field.collection(rows[0])
+        if isinstance(relation, ToMany) and len(rows) == 1:
+            url = relation.path(rows[0])
         # Never fetch more rows than the budget could still render.
         remaining = max(self.budget - self.rendered, 0)
-        loaded = self._fetch(relation_field, child, {row["id"] for row in rows}, remaining + 1)
+        loaded = self._fetch(relation, child, {row["id"] for row in rows}, remaining + 1)
         by_parent: dict[Any, list[Row]] = defaultdict(list)
         unique: dict[Any, Row] = {}
         for row in loaded:
@@ -187,5 +208,4 @@ class Loader:
             unique.setdefault(row["id"], row)
             child_counts[row["id"]] += counts[row[parent_key]]
         self.spend(max(sum(child_counts.values()), len(loaded)), path, url)
-        level = self.load(child, list(unique.values()), child_counts, path + ".")
-        return Related(child, True, by_parent, level)
+        return Loaded(by_parent, self.level(child, list(unique.values()), child_counts, path + "."))

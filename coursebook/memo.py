@@ -8,8 +8,8 @@ a revoked token or a count from before a write: the check and the drop happen in
 the same request that would have used them. The service's own connections never
 write, so every change is another connection's and is seen.
 
-PostgreSQL offers no such cheap, exact signal, so there ``memo`` returns ``None``
-and every request reads the database (docs/architecture.md, "Connections and the
+PostgreSQL offers no such cheap, exact signal, so there ``memo`` returns a memo
+that keeps nothing and every request reads the database (docs/architecture.md, "Connections and the
 memo").
 
 What goes in: authenticated principals by token digest, access decisions by token
@@ -19,8 +19,8 @@ session: those are read per request.
 
 from __future__ import annotations
 
-from collections.abc import Hashable
-from typing import Any
+from collections.abc import Callable, Hashable
+from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Integer, column, text
 
@@ -34,19 +34,51 @@ MAX_ENTRIES = 10_000
 
 _DATA_VERSION = Query(text("PRAGMA data_version").columns(column("data_version", Integer)))
 
-Memo = dict[Hashable, Any]
+T = TypeVar("T")
 
 
-def memo(conn: Connection) -> Memo | None:
+class Memo:
+    """Values remembered by key until the database changes."""
+
+    __slots__ = ("entries", "version")
+
+    def __init__(self, version: int | None) -> None:
+        self.version = version
+        self.entries: dict[Hashable, Any] = {}
+
+    def get(self, key: Hashable, compute: Callable[[], T]) -> T:
+        """The value kept for ``key``, else ``compute()`` kept. An exception from
+        ``compute`` keeps nothing (an unknown token is looked up again)."""
+        entries = self.entries
+        if key in entries:
+            value: T = entries[key]
+            return value
+        value = entries[key] = compute()
+        return value
+
+
+class _Forgetful(Memo):
+    """A memo that keeps nothing: where the database gives no change signal."""
+
+    __slots__ = ()
+
+    def get(self, key: Hashable, compute: Callable[[], T]) -> T:
+        return compute()
+
+
+NO_MEMO: Memo = _Forgetful(None)
+
+
+def memo(conn: Connection) -> Memo:
     """``conn``'s memo, emptied if the database changed since it was last asked.
 
-    ``None`` where the backend cannot tell (anything but SQLite): callers then read.
+    ``NO_MEMO`` where the backend cannot tell (anything but SQLite): callers then read.
     """
     if conn.dialect.name != "sqlite":
-        return None
+        return NO_MEMO
     version = _DATA_VERSION.rows(conn, {})[0]["data_version"]
     info = conn.connection.info
-    held: tuple[int, Memo] | None = info.get(INFO_KEY)
-    if held is None or held[0] != version or len(held[1]) > MAX_ENTRIES:
-        held = info[INFO_KEY] = (version, {})
-    return held[1]
+    held: Memo | None = info.get(INFO_KEY)
+    if held is None or held.version != version or len(held.entries) > MAX_ENTRIES:
+        held = info[INFO_KEY] = Memo(version)
+    return held

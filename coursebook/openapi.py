@@ -8,37 +8,40 @@ headers, security and error responses come from the same modules the server runs
 from __future__ import annotations
 
 from functools import cache
-from typing import Any
+from typing import Any, assert_never
 
 import orjson
 
 from coursebook import __version__
 from coursebook.errors import MESSAGES
-from coursebook.graph import RELATED_COLLECTION, RESOURCES, VALUE_SCHEMAS, Field, Resource, ref
-from coursebook.listing import (
-    LISTINGS,
-    MAX_IDS,
-    MAX_PAGE,
-    MAX_PAGE_SIZE,
+from coursebook.fields import (
+    RELATED_COLLECTION,
+    Field,
     Filter,
     IdsFilter,
     Listing,
+    Relation,
+    Resource,
+    ref,
 )
-from coursebook.models import MAX_ID
+from coursebook.graph import RESOURCES, VALUE_SCHEMAS
+from coursebook.ids import ID
+from coursebook.listing import MAX_PAGE, MAX_PAGE_SIZE
 from coursebook.projection import MAX_DEPTH
+from coursebook.routes import ROUTES, Document, ListOf, Probe, Retrieve, Route
+from coursebook.values import MAX_IDS
 
 ERROR_STATUSES = ("400", "401", "403", "404", "405", "406", "429", "500", "503")
 
 
 def field_schema(field: Field) -> dict[str, Any]:
     """A field's schema as the contract writes it: plain, expandable or deferred."""
-    relation = field.relation
     if field.deferred:
         return {"x-deferred": True, **field.schema}
-    if relation is None:
+    if not isinstance(field, Relation):
         return {"x-expandable": True, **field.schema} if field.expandable else field.schema
-    target = ref(RESOURCES[relation.target].title)
-    if relation.many:
+    target = ref(RESOURCES[field.target].title)
+    if field.many:
         return {
             "x-expandable": True,
             "oneOf": [RELATED_COLLECTION, {"type": "array", "items": target}],
@@ -103,9 +106,8 @@ def _paths(
         path = prefix + field.name
         if leaves or ((field.expandable or field.deferred) and depth < MAX_DEPTH):
             found.append(path)
-        relation = field.relation
-        if relation is not None and key not in seen and depth + 1 < MAX_DEPTH + leaves:
-            target = RESOURCES[relation.target]
+        if isinstance(field, Relation) and key not in seen and depth + 1 < MAX_DEPTH + leaves:
+            target = RESOURCES[field.target]
             found += _paths(target, path + ".", depth + 1, seen | {key}, leaves, excluded)
     return found
 
@@ -232,26 +234,30 @@ def _either(resource: Resource) -> dict[str, Any]:
     return {"anyOf": [ref(resource.title), ref(resource.title + SELECTION)]}
 
 
-def _course_session_operation() -> dict[str, Any]:
-    root = RESOURCES["course_session"]
+def _retrieve_operation(route: Route, retrieve: Retrieve) -> dict[str, Any]:
+    root = retrieve.resource
     return {
-        "operationId": "course_sessions_retrieve",
-        "summary": "Retrieve a course session",
+        "operationId": route.name,
+        "summary": retrieve.summary,
         "description": PERMISSIONS_NOTE,
         "security": [{"bearerAuth": []}],
         "parameters": [
-            {
-                "name": "id",
-                "in": "path",
-                "required": True,
-                "description": "A unique integer value identifying this course date.",
-                "schema": {"type": "integer", "minimum": 1, "maximum": MAX_ID},
-            },
+            *[
+                {
+                    "name": name,
+                    "in": "path",
+                    "required": True,
+                    "description": retrieve.id_description,
+                    "schema": convertor.schema,
+                }
+                for name, convertor in route.convertors.items()
+            ],
             *_shared_parameters(root),
         ],
         "responses": {
             "200": _ok(
-                "The course session; with `fields`, only the selected fields.", _either(root)
+                f"The {root.name.replace('_', ' ')}; with `fields`, only the selected fields.",
+                _either(root),
             ),
             **_error_refs(),
         },
@@ -269,7 +275,7 @@ def _filter_parameter(spec: Filter) -> dict[str, Any]:
             "schema": {
                 "type": "array",
                 "maxItems": MAX_IDS,
-                "items": {"type": "integer", "minimum": 1, "maximum": MAX_ID},
+                "items": ID.schema,
             },
         }
     return {
@@ -280,10 +286,10 @@ def _filter_parameter(spec: Filter) -> dict[str, Any]:
     }
 
 
-def _list_operation(listing: Listing) -> dict[str, Any]:
+def _list_operation(route: Route, listing: Listing) -> dict[str, Any]:
     resource = listing.resource
     return {
-        "operationId": f"{listing.path.rsplit('/', 1)[1]}_list",
+        "operationId": route.name,
         "summary": listing.summary,
         "description": (
             f"{PERMISSIONS_NOTE} Lists only what the caller may read: an instructor-only "
@@ -339,20 +345,33 @@ def _list_operation(listing: Listing) -> dict[str, Any]:
     }
 
 
-def _probe(summary: str, operation_id: str, failures: tuple[str, ...]) -> dict[str, Any]:
+def _probe(route: Route, probe: Probe) -> dict[str, Any]:
+    failures = ("405", "406", "500", "503") if probe.database else ("405", "406", "500")
     return {
-        "get": {
-            "operationId": operation_id,
-            "summary": summary,
-            "security": [],
-            "responses": {
-                "200": _ok("The service answers.", HEALTH_SCHEMA),
-                **{
-                    status: {"$ref": f"#/components/responses/Error{status}"} for status in failures
-                },
-            },
-        }
+        "operationId": route.name,
+        "summary": probe.summary,
+        "security": [],
+        "responses": {
+            "200": _ok("The service answers.", HEALTH_SCHEMA),
+            **{status: {"$ref": f"#/components/responses/Error{status}"} for status in failures},
+        },
     }
+
+
+def _operation(route: Route) -> dict[str, Any] | None:
+    """The GET operation documenting ``route``; None for the documents about the API."""
+    endpoint = route.endpoint
+    match endpoint:
+        case Retrieve():
+            return _retrieve_operation(route, endpoint)
+        case ListOf(listing=listing):
+            return _list_operation(route, listing)
+        case Probe():
+            return _probe(route, endpoint)
+        case Document():
+            return None
+        case _:
+            assert_never(endpoint)
 
 
 def build_document() -> dict[str, Any]:
@@ -373,10 +392,9 @@ def build_document() -> dict[str, Any]:
             ),
         },
         "paths": {
-            "/api/v2/course_sessions/{id}": {"get": _course_session_operation()},
-            **{listing.path: {"get": _list_operation(listing)} for listing in LISTINGS.values()},
-            "/healthz": _probe("The process answers.", "healthz", ("405", "406", "500")),
-            "/readyz": _probe("The database answers.", "readyz", ("405", "406", "500", "503")),
+            route.path_format: {"get": operation}
+            for route in ROUTES
+            if (operation := _operation(route)) is not None
         },
         "components": {
             "responses": {f"Error{status}": _error_response(status) for status in ERROR_STATUSES},

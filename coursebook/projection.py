@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from coursebook.errors import invalid
-from coursebook.graph import RESOURCES, Field, Resource
-from coursebook.render import Renderer, Step, compile_renderer, plan_step
+from coursebook.fields import Field, Relation, Resource, ToOne, reads
+from coursebook.graph import RESOURCES
 
 MAX_DEPTH = 4
 MAX_PARAMETER_LENGTH = 4096
@@ -23,20 +23,20 @@ MAX_ITEMS = 256
 Tree = dict[str, "Tree | None"]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class Projection:
-    """Which fields of ``resource`` to render, and the projections of loaded relations."""
+    """Which fields of ``resource`` to render, and the projections of loaded relations.
+
+    Pure data, compared by identity: compiling caches projections, so the same query
+    string gives the same object, and later stages key their own caches by it.
+    """
 
     resource: Resource
     fields: tuple[Field, ...]
-    children: tuple[tuple[Field, Projection], ...]
-    #: The rendering plan: one ``Step`` per field, decided once when compiling.
-    steps: tuple[Step, ...]
-    #: The plan compiled to a function (see ``render``).
-    renderer: Renderer
-    #: The row keys rendering and loading read at this level, or None when a field
-    #: does not declare what it reads: statements then select every column.
-    columns: frozenset[str] | None = None
+    #: The relations to load, in field order, each with the projection of its targets.
+    children: tuple[tuple[Relation, Projection], ...]
+    #: The row keys rendering and loading read at this level: statements select these.
+    columns: frozenset[str]
 
     def walk(self) -> list[tuple[str, Projection]]:
         """Every projection in the tree with its dotted path (root first)."""
@@ -90,13 +90,13 @@ def _parse_expand(resource: Resource, raw: str) -> Tree:
 
 def _nested(found: Field, path: list[str], parameter: str, place: Resource) -> Resource:
     """The resource behind ``found``, which ``path`` descends into."""
-    if found.relation is None:
+    if not isinstance(found, Relation):
         raise invalid(
             parameter,
             f"'{'.'.join(path)}' has no nested fields: '{found.name}' is not expandable. "
-            f"Nested: {_listing(sorted(f.name for f in place.fields if f.relation))}.",
+            f"Nested: {_listing(sorted(f.name for f in place.relations))}.",
         )
-    return RESOURCES[found.relation.target]
+    return RESOURCES[found.target]
 
 
 def _parse_fields(resource: Resource, raw: str) -> Tree:
@@ -133,41 +133,31 @@ def _build(resource: Resource, expand: Tree, fields: Tree | None) -> Projection:
         chosen = [f for f in resource.fields if not f.deferred or f.name in expand]
     else:
         chosen = [f for f in resource.fields if f.name in fields]
-    children: list[tuple[Field, Projection]] = []
+    children: list[tuple[Relation, Projection]] = []
     for field in chosen:
-        if field.relation is None:
+        if not isinstance(field, Relation):
             continue
         sub_expand = expand.get(field.name)
         sub_fields = fields.get(field.name) if fields is not None else None
         if field.deferred or sub_expand is not None or sub_fields is not None:
-            target = RESOURCES[field.relation.target]
+            target = RESOURCES[field.target]
             children.append((field, _build(target, sub_expand or {}, sub_fields)))
-    loaded = {field.name: child.renderer for field, child in children}
-    steps = tuple(plan_step(field, field.name in loaded) for field in chosen)
-    renderer = compile_renderer(steps, loaded)
-    columns = _columns(chosen, loaded)
-    return Projection(resource, tuple(chosen), tuple(children), steps, renderer, columns)
+    loaded = {relation.name for relation, _child in children}
+    return Projection(resource, tuple(chosen), tuple(children), _columns(chosen, loaded))
 
 
-def _columns(chosen: list[Field], loaded: dict[str, Renderer]) -> frozenset[str] | None:
+def _columns(chosen: list[Field], loaded: set[str]) -> frozenset[str]:
     """The row keys that rendering ``chosen`` and loading its relations read.
 
     ``id`` always: the loader keys rows by it. A loaded to-one relation reads its key
-    column; a to-many one, the row's id.
+    column; a loaded to-many one, the row's id; anything else what its kind reads.
     """
     keys = {"id"}
     for field in chosen:
-        if field.name in loaded:
-            assert field.relation is not None
-            if not field.relation.many:
-                assert field.relation.key is not None
-                keys.add(field.relation.key)
-        elif field.column is not None:
-            keys.add(field.column)
-        elif field.constant is None:
-            if field.reads is None:
-                return None
-            keys.update(field.reads)
+        if field.name not in loaded:
+            keys.update(reads(field))
+        elif isinstance(field, ToOne):
+            keys.add(field.key)
     return frozenset(keys)
 
 
@@ -178,25 +168,3 @@ def compile_projection(resource_name: str, expand: str, fields: str) -> Projecti
     expand_tree = _parse_expand(resource, expand)
     fields_tree = _parse_fields(resource, fields) if fields.strip(" ,") else None
     return _build(resource, expand_tree, fields_tree)
-
-
-def require_absent(
-    projection: Projection, hidden: frozenset[tuple[str, str]], fields: str = ""
-) -> None:
-    """400 when ``projection`` renders a (resource, field) pair in ``hidden``.
-
-    The error names ``fields`` when that parameter asked for the field, else ``expand``.
-    """
-    if not hidden:
-        return
-    named = [item.strip() for item in fields.split(",")]
-    for path, node in projection.walk():
-        for field in node.fields:
-            if (node.resource.name, field.name) in hidden:
-                full = f"{path}.{field.name}" if path else field.name
-                parameter = (
-                    "fields"
-                    if any(item == full or item.startswith(full + ".") for item in named)
-                    else "expand"
-                )
-                raise invalid(parameter, f"'{full}' is not available in customer mode.")

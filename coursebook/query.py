@@ -25,6 +25,8 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql.compiler import SQLCompiler
 
+from coursebook.generated import define
+
 #: Where a DBAPI argument comes from: a constant of the statement (already
 #: processed), a caller's parameter, one item of a caller's list (``IN``), or, for
 #: positional drivers, every item of the list in a row.
@@ -153,8 +155,9 @@ class Query:
                 value = f"p{index}({value})"
             items.append(f"{str(described[0])!r}: {value}")
         source = f"def make_row(row):\n    return {{{', '.join(items)}}}"
-        exec(compile(source, "<row>", "exec"), namespace)  # noqa: S102 - labels are ours
-        maker: Callable[[Sequence[Any]], dict[str, Any]] = namespace["make_row"]
+        maker: Callable[[Sequence[Any]], dict[str, Any]] = define(
+            source, "make_row", namespace, "row builder"
+        )
         return maker
 
     def rows(self, conn: Connection, params: Mapping[str, Any]) -> list[dict[str, Any]]:

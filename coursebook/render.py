@@ -1,59 +1,87 @@
-"""Rendering: loaded rows and a projection to the response's dict tree.
+"""Rendering: a projection and its loaded rows to the response's dict tree.
 
-A projection's rendering plan (one ``Step`` per field) is compiled once, when the
-projection is, into a Python function that builds the object as a dict display:
-no per-field loop, branch or tuple unpacking on the hot path, which renders every
-object of a response (hundreds in a full expansion or a list page). A loaded
-object that appears several times in one response is rendered once and shared.
-The generated source reads like hand-written code (``Renderer.source`` keeps it
-for debugging); only names and row keys from the resource graph go into it, never
-request input.
+A projection's rendering plan (one ``Step`` per field, from the field's kind) is
+compiled once into a Python function that builds the object as a dict display: no
+per-field loop, branch or tuple unpacking on the hot path, which renders every
+object of a response (hundreds in a full expansion or a list page). Rendering keeps
+those functions, by projection, and, per response, the objects it has rendered: a
+loaded object that appears several times in one response is rendered once and
+shared. The generated source reads like hand-written code (``Renderer.source``);
+only names and row keys from the resource graph go into it, never request input,
+and tracebacks show it (``generated.define``).
 """
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any, NamedTuple
 
-from coursebook.graph import Field, Getter, RenderContext, Row
+from coursebook.fields import (
+    Column,
+    Computed,
+    Constant,
+    Field,
+    Relation,
+    RenderContext,
+    Row,
+    ToMany,
+    ToOne,
+)
+from coursebook.generated import define
+from coursebook.loader import Loaded
+from coursebook.projection import Projection
 
-if TYPE_CHECKING:
-    from coursebook.loader import Level
-    from coursebook.projection import Projection
 
-#: How a step renders: a row's column as it is, a column through a conversion, a
-#: constant, a value computed from the row, or loaded object(s).
-COLUMN, CONVERT, CONSTANT, VALUE, ONE, MANY = range(6)
+class Kind(enum.Enum):
+    """How a step renders."""
+
+    COLUMN = "the row's column as it is"
+    CONVERT = "the row's column through a conversion"
+    CONSTANT = "a constant"
+    VALUE = "a value computed from the row"
+    COLLECTION = "a related collection's URL"
+    ONE = "a loaded object"
+    MANY = "loaded objects"
 
 
 class Step(NamedTuple):
     """One field of a rendering plan."""
 
-    kind: int
+    kind: Kind
     name: str
-    get: Getter | None
-    omit_if_none: bool
-    key: str | None
-    convert: Callable[[Any], Any] | None = None
-    constant: Any = None
+    omit_if_none: bool = False
+    #: The row key read (column, to-one key).
+    key: str | None = None
+    #: The conversion, getter, constant or collection path prefix.
+    value: Any = None
 
 
 def plan_step(field: Field, loaded: bool) -> Step:
     """How ``field`` renders: its loaded object(s), its column, a constant or its getter."""
-    relation = field.relation
-    if loaded:
-        assert relation is not None
-        return Step(MANY if relation.many else ONE, field.name, None, False, relation.key)
-    if field.constant is not None:
-        return Step(CONSTANT, field.name, None, False, None, constant=field.constant)
-    if field.column is None:
-        return Step(VALUE, field.name, field.get, field.omit_if_none, None)
-    kind = COLUMN if field.convert is None else CONVERT
-    return Step(kind, field.name, None, field.omit_if_none, field.column, field.convert)
+    name, omit = field.name, field.omit_if_none
+    match field:
+        case ToOne(key=key) if loaded:
+            return Step(Kind.ONE, name, key=key)
+        case Relation() if loaded:
+            return Step(Kind.MANY, name)
+        case Constant(value=value):
+            return Step(Kind.CONSTANT, name, value=value)
+        case Column(column=column, convert=None) | ToOne(key=column):
+            return Step(Kind.COLUMN, name, omit, column)
+        case Column(column=column, convert=convert):
+            return Step(Kind.CONVERT, name, omit, column, convert)
+        case ToMany():
+            return Step(Kind.COLLECTION, name, value=f"{field.listing.path}?{field.filter.name}=")
+        case Computed(get=get):
+            return Step(Kind.VALUE, name, omit, value=get)
+    raise TypeError(f"{name}: a {type(field).__name__} renders only when loaded")
 
 
-RenderFunction = Callable[[Row, "Level", RenderContext], dict[str, Any]]
+#: A per-response binding of one level's loaded relations: for each, its rows, the
+#: binding of the level below, and the objects rendered so far (by id).
+Bound = tuple[tuple[dict[Any, Any], "Bound", dict[Any, Any]], ...]
+RenderFunction = Callable[[Row, Bound, RenderContext], dict[str, Any]]
 
 ONCE = "_render_once"
 
@@ -63,7 +91,7 @@ def _render_once(
     key: Any,
     row: Row | None,
     function: RenderFunction,
-    level: Level,
+    bound: Bound,
     ctx: RenderContext,
 ) -> dict[str, Any] | None:
     """Render a related object the first time it appears; ``done`` keeps it for the rest.
@@ -71,31 +99,33 @@ def _render_once(
     An object related to many others (a list page's venues and instructors) is the
     same wherever it appears in a response, so it is rendered once and shared.
     """
-    rendered = done[key] = None if row is None else function(row, level, ctx)
+    rendered = done[key] = None if row is None else function(row, bound, ctx)
     return rendered
 
 
-@dataclass(frozen=True, slots=True)
-class Renderer:
-    """A compiled rendering plan: ``function(row, level, ctx)`` and its source."""
+class Renderer(NamedTuple):
+    """A compiled rendering plan: ``function(row, bound, ctx)`` and its source."""
 
     function: RenderFunction
     source: str
 
 
-def compile_renderer(steps: Sequence[Step], children: dict[str, Renderer]) -> Renderer:
-    """Compile ``steps`` into a function; ``children`` renders each loaded relation."""
-    namespace: dict[str, Any] = {}
+def compile_renderer(projection: Projection) -> Renderer:
+    """Compile ``projection``'s plan (and its loaded relations') into a function."""
+    loaded = {relation.name for relation, _child in projection.children}
+    children = {relation.name: renderer(child) for relation, child in projection.children}
+    steps = [plan_step(field, field.name in loaded) for field in projection.fields]
+    namespace: dict[str, Any] = {ONCE: _render_once}
 
     def bind(value: Any) -> str:
         name = f"_{len(namespace)}"
         namespace[name] = value
         return name
 
-    prelude: list[str] = []  # the loaded relations, looked up once per call
     body: list[str] = []
     display: list[str] = []  # the leading unconditional fields, as one dict display
     started = False  # once a field is conditional, the rest are assignments in order
+    indexes = {name: index for index, name in enumerate(children)}
 
     def put(name: str, expression: str) -> None:
         if started:
@@ -111,69 +141,97 @@ def compile_renderer(steps: Sequence[Step], children: dict[str, Renderer]) -> Re
             body.append("    }")
             started = True
 
+    def put_or_omit(step: Step, expression: str) -> None:
+        if step.omit_if_none:
+            begin()
+            body.append(f"    if (value := {expression}) is not None: out[{step.name!r}] = value")
+        else:
+            put(step.name, expression)
+
     for step in steps:
         name = step.name
-        if step.kind == CONSTANT:
-            put(name, bind(step.constant))
-        elif step.kind in (COLUMN, CONVERT):
-            value = f"row[{step.key!r}]"
-            if step.kind == CONVERT:
-                convert = bind(step.convert)
+        match step.kind:
+            case Kind.CONSTANT:
+                put(name, bind(step.value))
+            case Kind.COLUMN:
+                put_or_omit(step, f"row[{step.key!r}]")
+            case Kind.CONVERT:
+                convert = bind(step.value)
                 if step.omit_if_none:
                     begin()
                     body.append(
-                        f"    if (value := {value}) is not None: out[{name!r}] = {convert}(value)"
+                        f"    if (value := row[{step.key!r}]) is not None: "
+                        f"out[{name!r}] = {convert}(value)"
                     )
                 else:
-                    put(name, f"(None if (value := {value}) is None else {convert}(value))")
-            elif step.omit_if_none:
-                begin()
-                body.append(f"    if (value := {value}) is not None: out[{name!r}] = value")
-            else:
-                put(name, value)
-        elif step.kind == VALUE:
-            call = f"{bind(step.get)}(row, ctx)"
-            if step.omit_if_none:
-                begin()
-                body.append(f"    if (value := {call}) is not None: out[{name!r}] = value")
-            else:
-                put(name, call)
-        else:
-            child = bind(children[name].function)
-            index = len(prelude) // 2
-            prelude.append(f"    related = children[{name!r}]")
-            prelude.append(
-                f"    rows{index}, level{index}, done{index} = "
-                "related.rows, related.level, related.rendered"
-            )
-            done = f"done{index}"
-            if step.kind == MANY:
+                    put(
+                        name,
+                        f"(None if (value := row[{step.key!r}]) is None else {convert}(value))",
+                    )
+            case Kind.VALUE:
+                put_or_omit(step, f"{bind(step.value)}(row, ctx)")
+            case Kind.COLLECTION:
+                put(name, f"f\"{{ctx.base_url}}{{{bind(step.value)}}}{{row['id']}}\"")
+            case Kind.MANY:
+                index = indexes[name]
+                child, done = bind(children[name].function), f"done{index}"
                 put(
                     name,
                     f"[{done}[item['id']] if item['id'] in {done} else "
-                    f"{ONCE}({done}, item['id'], item, {child}, level{index}, ctx) "
+                    f"{ONCE}({done}, item['id'], item, {child}, bound{index}, ctx) "
                     f"for item in rows{index}.get(row['id'], ())]",
                 )
-            else:
+            case Kind.ONE:
+                index = indexes[name]
+                child, done = bind(children[name].function), f"done{index}"
                 put(
                     name,
                     f"({done}[key] if (key := row[{step.key!r}]) in {done} else "
-                    f"{ONCE}({done}, key, rows{index}.get(key), {child}, level{index}, ctx))",
+                    f"{ONCE}({done}, key, rows{index}.get(key), {child}, bound{index}, ctx))",
                 )
     begin()
+    unpack = ", ".join(f"(rows{i}, bound{i}, done{i})" for i in range(len(children)))
+    function_name = f"render_{projection.resource.name}"
     source = "\n".join(
         [
-            "def render(row, level, ctx):",
-            *(["    children = level.children", *prelude] if prelude else []),
+            f"def {function_name}(row, bound, ctx):",
+            *([f"    {unpack}, = bound"] if children else []),
             *body,
             "    return out",
         ]
     )
-    namespace[ONCE] = _render_once
-    exec(compile(source, "<renderer>", "exec"), namespace)  # noqa: S102 - graph-made source
-    return Renderer(namespace["render"], source)
+    function: RenderFunction = define(source, function_name, namespace, "renderer")
+    return Renderer(function, source)
 
 
-def render(projection: Projection, row: Row, level: Level, ctx: RenderContext) -> dict[str, Any]:
-    """One object of ``projection``'s resource, with its expanded relations nested in."""
-    return projection.renderer.function(row, level, ctx)
+#: Compiled renderers by projection (compared by identity; projections are cached).
+_renderers: dict[Projection, Renderer] = {}
+MAX_RENDERERS = 4096
+
+
+def renderer(projection: Projection) -> Renderer:
+    """``projection``'s compiled renderer, compiled on first use."""
+    found = _renderers.get(projection)
+    if found is None:
+        if len(_renderers) >= MAX_RENDERERS:
+            _renderers.clear()
+        found = _renderers[projection] = compile_renderer(projection)
+    return found
+
+
+def _bind(level: tuple[Loaded, ...]) -> Bound:
+    """A fresh binding of ``level``: nothing rendered yet."""
+    return tuple((loaded.rows, _bind(loaded.children), {}) for loaded in level)
+
+
+def render(
+    projection: Projection, rows: Sequence[Row], level: tuple[Loaded, ...], ctx: RenderContext
+) -> list[dict[str, Any]]:
+    """``rows`` of ``projection``'s resource, with their loaded relations nested in.
+
+    One call is one response: an object related to several of ``rows`` is rendered
+    once and shared.
+    """
+    function = renderer(projection).function
+    bound = _bind(level)
+    return [function(row, bound, ctx) for row in rows]

@@ -1,144 +1,231 @@
-"""Use cases behind the routes: retrieve a course session, list a collection."""
+"""Use cases: authorise a caller, retrieve an object, list a page, check readiness.
+
+Each use case takes what the transport parsed (credentials, ids, raw parameters)
+and returns the finished body (a page envelope included) or raises ``ApiError``.
+Authentication and access come first, so a caller without valid credentials learns
+nothing about its parameters; a database that does not answer is a 503, whatever
+stage it fails in.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any, NamedTuple
 
-from sqlalchemy import ColumnElement, Connection, bindparam, func, select
+from sqlalchemy import ColumnElement, Connection, bindparam, func, select, text
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-from coursebook.access import PROVIDER_ID, Access, Scope
-from coursebook.errors import ApiError, not_found
-from coursebook.graph import COURSE_SESSION, RenderContext, Resource, select_columns
-from coursebook.listing import Listing, ListQuery
-from coursebook.loader import Loader
-from coursebook.memo import Memo
-from coursebook.models import MAX_ID, Id, course_sessions
-from coursebook.projection import Projection
-from coursebook.query import Query, QueryCache
+from coursebook.access import Access, Scope, resolve
+from coursebook.auth import Principal, authenticate
+from coursebook.db import Connections
+from coursebook.errors import ApiError, invalid, not_found
+from coursebook.fields import PROVIDER_ID, Listing, RenderContext, Resource, select_columns
+from coursebook.listing import Query, envelope, parse_list_query
+from coursebook.loader import load
+from coursebook.memo import Memo, memo
+from coursebook.models import Id
+from coursebook.projection import Projection, compile_projection
+from coursebook.query import Query as Statement
+from coursebook.query import QueryCache
 from coursebook.render import render
 
+logger = logging.getLogger("coursebook")
+
 PERMITTED = "_permitted"
+OBJECT_ID = bindparam("object_id", type_=Id)
 
 
-SESSION_ID = bindparam("session_id", type_=Id)
-_retrieve_queries = QueryCache(limit=1024)
+class Credentials(NamedTuple):
+    """The request headers that say who is calling and for which provider and mode."""
+
+    authorization: str | None
+    provider: str | None = None
+    mode: str | None = None
 
 
-def _retrieve_query(scope: Scope, columns: frozenset[str] | None) -> Query:
-    """The root query of a retrieve under ``scope`` selecting ``columns``, built once."""
-    return _retrieve_queries.get(
-        (scope.name, columns),
-        lambda: (
-            select_columns(COURSE_SESSION.name, columns)
-            .add_columns(scope.permitted_condition(COURSE_SESSION.name).label(PERMITTED))
-            .where(
-                course_sessions.c.id == SESSION_ID,
-                course_sessions.c.provider_id == PROVIDER_ID,
-                *scope.visible.get(COURSE_SESSION.name, ()),
-            )
-        ),
+class Caller(NamedTuple):
+    """An authorised request: who calls, what they may read, and how to render for them."""
+
+    principal: Principal
+    access: Access
+    ctx: RenderContext
+    memo: Memo
+
+    @property
+    def hidden_fields(self) -> frozenset[tuple[str, str]]:
+        """(resource, field) pairs this caller may not ask for."""
+        return self.access.hidden_fields
+
+
+def authorize(conn: Connection, credentials: Credentials, base_url: str) -> Caller:
+    """The caller behind ``credentials``; 401, 403 or 400 when there is none."""
+    remembered = memo(conn)
+    principal = authenticate(conn, credentials.authorization, datetime.now(UTC), remembered)
+    access = remembered.get(
+        ("access", principal.token_id, credentials.provider, credentials.mode),
+        lambda: resolve(principal, credentials.provider, credentials.mode),
     )
+    return Caller(principal, access, RenderContext(base_url, access.redact_permissions), remembered)
 
 
-def retrieve_course_session(
-    conn: Connection,
-    access: Access,
-    session_id: int,
-    projection: Projection,
-    *,
-    budget: int,
-    ctx: RenderContext,
-) -> dict[str, Any]:
-    """The rendered course session ``session_id``; 404 when not visible, 403 when forbidden."""
-    if not 0 < session_id <= MAX_ID:
-        raise not_found()
-    rows = _retrieve_query(access.scope, projection.columns).rows(
-        conn, {**access.params, SESSION_ID.key: session_id}
-    )
-    if not rows:
-        raise not_found()
-    row = rows[0]
-    if not row[PERMITTED]:
-        raise ApiError(
-            403, "permission_denied", "You may only read the course sessions you instruct."
-        )
-    loader = Loader(conn, access, budget, ctx.base_url)
-    loader.spend(1, COURSE_SESSION.name)
-    level = loader.load(projection, [row], {row["id"]: 1})
-    return render(projection, row, level, ctx)
+def project(caller: Caller, resource: Resource, query: Query) -> Projection:
+    """The query's ``expand``/``fields`` compiled for ``resource``, as ``caller`` may ask
+    them (a parameter given several times is one comma-separated list)."""
+    fields = ",".join(query.get("fields", ()))
+    projection = compile_projection(resource.name, ",".join(query.get("expand", ())), fields)
+    hidden = caller.hidden_fields
+    if not hidden:
+        return projection
+    named = [item.strip() for item in fields.split(",")]
+    for path, node in projection.walk():
+        for field in node.fields:
+            if (node.resource.name, field.name) in hidden:
+                full = f"{path}.{field.name}" if path else field.name
+                asked = any(item == full or item.startswith(full + ".") for item in named)
+                raise invalid(
+                    "fields" if asked else "expand",
+                    f"'{full}' is not available in customer mode.",
+                )
+    return projection
 
 
-def _provider(resource: Resource) -> tuple[ColumnElement[bool], ...]:
+def _own_provider(resource: Resource) -> tuple[ColumnElement[bool], ...]:
     """The condition keeping ``resource``'s rows to the request's provider."""
     column = resource.provider_column
     return () if column is None else (column == PROVIDER_ID,)
 
 
-@dataclass(frozen=True)
-class Page:
-    """One page of a list: the total count and the rendered objects."""
-
-    count: int
-    results: list[dict[str, Any]]
+_retrieve_queries = QueryCache(limit=1024)
 
 
-def list_resources(
-    conn: Connection,
-    access: Access,
-    listing: Listing,
-    query: ListQuery,
-    projection: Projection,
-    *,
-    budget: int,
-    ctx: RenderContext,
-    memo: Memo | None = None,
-) -> Page:
-    """A page of ``listing`` under ``access``: count, then rows, then their expansions.
-
-    The count is kept in ``memo`` by listing, access and filters (it does not depend
-    on the page), so walking the pages of a large collection counts it once until the
-    database changes. The page is chosen on the base table alone (an index walk,
-    however deep the page), and only its rows are then read whole, with their joins
-    and subqueries.
-    """
-    resource = listing.resource
-    conditions = (*access.filters(resource.name), *query.conditions, *_provider(resource))
-    count_key = (
-        "count",
-        listing.path,
-        access.scope.name,
-        tuple(sorted(access.params.items())),
-        query.filter_key,
+def retrieve_query(resource: Resource, scope: Scope, columns: frozenset[str]) -> Statement:
+    """The statement reading one object of ``resource`` under ``scope``, built once."""
+    return _retrieve_queries.get(
+        (resource.name, scope.name, columns),
+        lambda: (
+            select_columns(resource, columns)
+            .add_columns(scope.permitted_condition(resource.name).label(PERMITTED))
+            .where(
+                resource.table.c.id == OBJECT_ID,
+                *_own_provider(resource),
+                *scope.visible.get(resource.name, ()),
+            )
+        ),
     )
-    count = None if memo is None else memo.get(count_key)
-    if count is None:
-        count = conn.execute(
-            select(func.count()).select_from(resource.scope_from).where(*conditions),
-            access.params,
-        ).scalar_one()
-        if memo is not None:
-            memo[count_key] = count
-    offset = (query.page - 1) * query.page_size
-    if offset >= count:
-        return Page(count, [])
-    page_ids = (
-        select(resource.table.c.id)
-        .select_from(resource.scope_from)
-        .where(*conditions)
-        .order_by(*query.order_by)
-        .limit(query.page_size)
-        .offset(offset)
-    )
-    result = conn.execute(
-        select_columns(resource.name, projection.columns)
-        .where(resource.table.c.id.in_(page_ids))
-        .order_by(*query.order_by),
-        access.params,
-    )
-    keys = tuple(result.keys())
-    rows = [dict(zip(keys, row, strict=True)) for row in result.fetchall()]
-    loader = Loader(conn, access, budget, ctx.base_url)
-    loader.spend(len(rows), resource.name)
-    level = loader.load(projection, rows, {row["id"]: 1 for row in rows})
-    return Page(count, [render(projection, row, level, ctx) for row in rows])
+
+
+class Service:
+    """The use cases over one database, for the transport to call."""
+
+    def __init__(self, connections: Connections, *, budget: int) -> None:
+        self.connections = connections
+        self.budget = budget
+
+    @contextmanager
+    def _caller(
+        self, credentials: Credentials, base_url: str
+    ) -> Iterator[tuple[Connection, Caller]]:
+        """A connection in one read snapshot, and the authorised caller."""
+        try:
+            with self.connections.connect() as conn:
+                yield conn, authorize(conn, credentials, base_url)
+        except (OperationalError, PoolTimeout) as error:
+            logger.warning("Database unavailable: %s", type(error).__name__)
+            raise ApiError(503, "service_unavailable") from None
+
+    def retrieve(
+        self,
+        credentials: Credentials,
+        base_url: str,
+        resource: Resource,
+        object_id: int | None,
+        query: Query,
+    ) -> dict[str, Any]:
+        """One object of ``resource``; 404 when the caller cannot see it (or ``object_id``
+        is None: the path named no id), 403 when it exists for them but is not theirs to
+        read (an instructor's other sessions)."""
+        with self._caller(credentials, base_url) as (conn, caller):
+            projection = project(caller, resource, query)
+            if object_id is None:
+                raise not_found()
+            access = caller.access
+            rows = retrieve_query(resource, access.scope, projection.columns).rows(
+                conn, {**access.params, OBJECT_ID.key: object_id}
+            )
+            if not rows:
+                raise not_found()
+            if not rows[0][PERMITTED]:
+                raise ApiError(
+                    403, "permission_denied", "You may only read the course sessions you instruct."
+                )
+            level = load(conn, access, projection, rows, budget=self.budget, base_url=base_url)
+            return render(projection, rows, level, caller.ctx)[0]
+
+    def list(
+        self, credentials: Credentials, base_url: str, listing: Listing, query: Query
+    ) -> dict[str, Any]:
+        """A page of ``listing`` under the caller's access, in its envelope.
+
+        The count is kept in the memo by listing, access and filters (it does not depend
+        on the page), so walking the pages of a large collection counts it once until the
+        database changes. The page is chosen on the base table alone (an index walk,
+        however deep the page), and only its rows are then read whole.
+        """
+        resource = listing.resource
+        with self._caller(credentials, base_url) as (conn, caller):
+            access = caller.access
+            projection = project(caller, resource, query)
+            parsed = parse_list_query(listing, query, access)
+            conditions = (
+                *access.filters(resource.name),
+                *parsed.conditions,
+                *_own_provider(resource),
+            )
+            count: int = caller.memo.get(
+                (
+                    "count",
+                    listing.path,
+                    access.scope.name,
+                    tuple(sorted(access.params.items())),
+                    parsed.filter_key,
+                ),
+                lambda: conn.execute(
+                    select(func.count()).select_from(resource.scope_from).where(*conditions),
+                    access.params,
+                ).scalar_one(),
+            )
+            offset = (parsed.page - 1) * parsed.page_size
+            results: list[dict[str, Any]] = []
+            if offset < count:
+                page_ids = (
+                    select(resource.table.c.id)
+                    .select_from(resource.scope_from)
+                    .where(*conditions)
+                    .order_by(*parsed.order_by)
+                    .limit(parsed.page_size)
+                    .offset(offset)
+                )
+                result = conn.execute(
+                    select_columns(resource, projection.columns)
+                    .where(resource.table.c.id.in_(page_ids))
+                    .order_by(*parsed.order_by),
+                    access.params,
+                )
+                keys = tuple(result.keys())
+                rows = [dict(zip(keys, row, strict=True)) for row in result.fetchall()]
+                level = load(conn, access, projection, rows, budget=self.budget, base_url=base_url)
+                results = render(projection, rows, level, caller.ctx)
+        return envelope(base_url, listing, query, parsed, count, results)
+
+    def ready(self) -> None:
+        """Nothing when the database answers; 503 otherwise."""
+        try:
+            with self.connections.engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+        except (OperationalError, DBAPIError, PoolTimeout) as error:
+            logger.warning("Readiness check failed: %s", type(error).__name__)
+            raise ApiError(503, "service_unavailable", "The database does not answer.") from None

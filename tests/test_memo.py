@@ -150,12 +150,11 @@ def test_a_memo_past_its_bound_starts_again(tmp_path: Path) -> None:
     connections = Connections(create_db_engine(f"sqlite:///{tmp_path}/bound.sqlite3"))
     with connections.connect() as conn:
         remembered = memo(conn)
-        assert remembered is not None
-        remembered.update({("count", n): n for n in range(MAX_ENTRIES)})
+        remembered.entries.update({("count", n): n for n in range(MAX_ENTRIES)})
         assert memo(conn) is remembered  # at the bound: kept
-        remembered[("count", "one more")] = 1
+        assert remembered.get(("count", "one more"), lambda: 1) == 1
         fresh = memo(conn)
-        assert fresh is not remembered and fresh == {}
+        assert fresh is not remembered and fresh.entries == {}
     connections.close()
 
 
