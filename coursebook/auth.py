@@ -155,6 +155,14 @@ def _principal(rows: list[dict[str, Any]]) -> Principal:
     )
 
 
+def _look_up(conn: Connection, digest: str) -> tuple[Principal, datetime | None, datetime | None]:
+    """The principal of the token with ``digest``, its revocation and expiry; 401 if none."""
+    rows = _PRINCIPAL.rows(conn, {"digest": digest})
+    if not rows or not hmac.compare_digest(rows[0]["token_hash"], digest):
+        raise _failed("Invalid token.")
+    return _principal(rows), rows[0]["revoked_at"], rows[0]["expires_at"]
+
+
 def authenticate(
     conn: Connection, authorization: str | None, now: datetime, memo: Memo = NO_MEMO
 ) -> Principal:
@@ -165,14 +173,7 @@ def authenticate(
     """
     token = token_from_header(authorization)
     digest = hash_token(token)
-
-    def look_up() -> tuple[Principal, datetime | None, datetime | None]:
-        rows = _PRINCIPAL.rows(conn, {"digest": digest})
-        if not rows or not hmac.compare_digest(rows[0]["token_hash"], digest):
-            raise _failed("Invalid token.")
-        return _principal(rows), rows[0]["revoked_at"], rows[0]["expires_at"]
-
-    principal, revoked_at, expires_at = memo.get(("principal", digest), look_up)
+    principal, revoked_at, expires_at = memo.get(("principal", digest), _look_up, conn, digest)
     if revoked_at is not None:
         raise _failed("Token has been revoked.")
     if expires_at is not None and _aware(expires_at) <= now:

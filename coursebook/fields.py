@@ -24,7 +24,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import lru_cache, partial
 from typing import Any, ClassVar, NamedTuple
 
 from sqlalchemy import ColumnElement, FromClause, Select, Table, bindparam
@@ -211,18 +211,19 @@ def reads(field: Field) -> tuple[str, ...]:
 
 # -- value objects ----------------------------------------------------------------------
 
-#: Builds a value object from its values by key; None when there is none.
-Build = Callable[[Mapping[str, Any], RenderContext], Any]
+#: Builds a value object from a row: ``build(row, ctx, columns=...)``, where ``columns``
+#: names the row key holding each of the object's keys; None when there is no object.
+Build = Callable[..., Any]
 
 
 @dataclass(frozen=True)
 class ValueObject:
     """An object a field embeds (an address, an image, a price), declared once.
 
-    ``keys`` are the values it is built from, ``build`` makes it from them, ``schema``
-    is its OpenAPI schema (published as ``#/components/schemas/<title>``). A
-    statement selects the keys with ``columns``; a resource's field reads them with
-    ``field``.
+    ``keys`` are the values it is built from, ``build`` makes it from a row that holds
+    them, ``schema`` is its OpenAPI schema (published as
+    ``#/components/schemas/<title>``). A statement selects the keys with ``columns``; a
+    resource's field reads them with ``field``.
     """
 
     title: str
@@ -248,18 +249,13 @@ class ValueObject:
         """A field holding this object, read from the row keys ``prefix + key``
         (or ``renamed[key]``)."""
         renamed = renamed or {}
-        pairs = tuple((key, renamed.get(key, prefix + key)) for key in self.keys)
-        build = self.build
-
-        def get(row: Row, ctx: RenderContext) -> Any:
-            return build({key: row[column] for key, column in pairs}, ctx)
-
+        columns = {key: renamed.get(key, prefix + key) for key in self.keys}
         schema = ref(self.title)
         return Computed(
             name=name,
             schema=nullable_schema(schema) if nullable else schema,
-            get=get,
-            reads=tuple(column for _key, column in pairs),
+            get=partial(self.build, columns=columns),
+            reads=tuple(columns.values()),
             required=required,
             omit_if_none=omit_if_none,
             marked_expandable=marked_expandable,

@@ -55,11 +55,16 @@ from coursebook.values import choice, iso_date, iso_datetime, minor_to_amount, p
 
 SEE, HIDDEN = Customers.SEE, Customers.HIDDEN
 
+#: The row key holding each key of a value object (``ValueObject.build``).
+Columns = dict[str, str]
+
 # -- value objects ----------------------------------------------------------------------
 
 
-def _image(values: Any, _ctx: RenderContext) -> dict[str, Any] | None:
-    return None if values["id"] is None else dict(values)
+def _image(row: Row, _ctx: RenderContext, columns: Columns) -> dict[str, Any] | None:
+    if row[columns["id"]] is None:
+        return None
+    return {key: row[column] for key, column in columns.items()}
 
 
 IMAGE = ValueObject(
@@ -78,18 +83,18 @@ IMAGE = ValueObject(
 )
 
 
-def _thumbnail(values: Any, _ctx: RenderContext) -> dict[str, Any] | None:
-    if values["id"] is None:
+def _thumbnail(row: Row, _ctx: RenderContext, columns: Columns) -> dict[str, Any] | None:
+    if (image_id := row[columns["id"]]) is None:
         return None
     return {
-        "id": values["id"],
+        "id": image_id,
         "object": "image",
-        "url": values["url"],
-        "profile": values["profile_id"],
-        "original_width": values["original_width"],
-        "original_height": values["original_height"],
-        "user": values["user_id"],
-        "created_at": iso_datetime(values["created_at"]),
+        "url": row[columns["url"]],
+        "profile": row[columns["profile_id"]],
+        "original_width": row[columns["original_width"]],
+        "original_height": row[columns["original_height"]],
+        "user": row[columns["user_id"]],
+        "created_at": iso_datetime(row[columns["created_at"]]),
     }
 
 
@@ -116,13 +121,13 @@ THUMBNAIL = ValueObject(
 _ADDRESS_KEYS = ("street", "street_secondary", "city", "region", "postal_code", "country")
 
 
-def _physical_address(values: Any, _ctx: RenderContext) -> dict[str, Any] | None:
-    if values["street"] is None:
+def _physical_address(row: Row, _ctx: RenderContext, columns: Columns) -> dict[str, Any] | None:
+    if row[columns["street"]] is None:
         return None
-    address = {key: values[key] for key in _ADDRESS_KEYS}
+    address = {key: row[columns[key]] for key in _ADDRESS_KEYS}
     for key in ("lat", "lng"):
-        if values[key] is not None:
-            address[key] = values[key]
+        if (value := row[columns[key]]) is not None:
+            address[key] = value
     return address
 
 
@@ -147,17 +152,17 @@ PHYSICAL_ADDRESS = ValueObject(
 )
 
 
-def _price(values: Any, _ctx: RenderContext) -> dict[str, Any]:
-    minor = values["minor"]
-    symbol = values["currency_symbol"]
+def _price(row: Row, _ctx: RenderContext, columns: Columns) -> dict[str, Any]:
+    minor = row[columns["minor"]]
+    symbol = row[columns["currency_symbol"]]
+    position = row[columns["currency_symbol_position"]]
     amount = minor_to_amount(minor)
-    before = values["currency_symbol_position"] == "before"
     return {
         "decimal": minor / 100,
-        "string": f"{symbol}{amount}" if before else f"{amount} {symbol}",
-        "iso_currency_code": values["currency_code"].lower(),
+        "string": f"{symbol}{amount}" if position == "before" else f"{amount} {symbol}",
+        "iso_currency_code": row[columns["currency_code"]].lower(),
         "currency_symbol": symbol,
-        "currency_symbol_position": values["currency_symbol_position"],
+        "currency_symbol_position": position,
     }
 
 
@@ -184,10 +189,10 @@ PRICE = ValueObject(
 )
 
 
-def _permissions(values: Any, ctx: RenderContext) -> dict[str, bool]:
+def _permissions(row: Row, ctx: RenderContext, columns: Columns) -> dict[str, bool]:
     if ctx.redact_permissions:
         return {}
-    return {name: bool(values[name]) for name in m.PERMISSION_NAMES}
+    return {name: bool(row[column]) for name, column in columns.items()}
 
 
 STAFF_PERMISSIONS = ValueObject(
@@ -215,8 +220,8 @@ def _settings_schema(*extra: tuple[str, dict[str, Any]], required: list[str]) ->
     }
 
 
-def _as_is(values: Any, _ctx: RenderContext) -> dict[str, Any]:
-    return dict(values)
+def _as_is(row: Row, _ctx: RenderContext, columns: Columns) -> dict[str, Any]:
+    return {key: row[column] for key, column in columns.items()}
 
 
 APPOINTMENT_SETTINGS = ValueObject(

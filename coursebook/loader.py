@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from sqlalchemy import BindParameter, Connection, Integer, Select, bindparam
@@ -93,6 +92,14 @@ def _parent_key(relation: Relation) -> str:
     return PARENT
 
 
+#: Each relation's parent key, worked out once (by the relation's identity).
+_PARENT_KEYS = {
+    id(relation): _parent_key(relation)
+    for resource in RESOURCES.values()
+    for relation in resource.relations
+}
+
+
 class Loaded(NamedTuple):
     """One relation's rows for a level: by target id (to-one) or by parent id (to-many),
     and the relations loaded below them, in the order of the projection's children."""
@@ -121,18 +128,22 @@ def load(
     """
     loader = _Loader(conn, access, budget, base_url)
     loader.spend(len(rows), projection.resource.name)
+    if not projection.children:
+        return ()
     return loader.level(projection, rows, {row["id"]: 1 for row in rows})
 
 
-@dataclass
 class _Loader:
     """The state of one request's loading: where, for whom, and the budget spent."""
 
-    conn: Connection
-    access: Access
-    budget: int
-    base_url: str
-    rendered: int = 0
+    __slots__ = ("access", "base_url", "budget", "conn", "rendered")
+
+    def __init__(self, conn: Connection, access: Access, budget: int, base_url: str) -> None:
+        self.conn = conn
+        self.access = access
+        self.budget = budget
+        self.base_url = base_url
+        self.rendered = 0
 
     def level(
         self, projection: Projection, rows: Sequence[Row], counts: dict[Any, int], path: str = ""
@@ -142,9 +153,13 @@ class _Loader:
         ``counts`` says how many times each row (by id) is rendered, so that the budget
         counts objects in the response, not rows in the database.
         """
+        if not projection.children:
+            return ()
         return tuple(
-            self._relation(relation, child, rows, counts, f"{path}{relation.name}")
-            for relation, child in projection.children
+            [
+                self._relation(relation, child, rows, counts, f"{path}{relation.name}")
+                for relation, child in projection.children
+            ]
         )
 
     def spend(self, objects: int, path: str, url: str | None = None) -> None:
@@ -194,10 +209,7 @@ class _Loader:
             self.spend(sum(child_counts.values()), path)
             return Loaded(by_id, self.level(child, loaded, child_counts, path + "."))
 
-        parent_key = _parent_key(relation)
-        url = None
-        if isinstance(relation, ToMany) and len(rows) == 1:
-            url = relation.path(rows[0])
+        parent_key = _PARENT_KEYS[id(relation)]
         # Never fetch more rows than the budget could still render.
         remaining = max(self.budget - self.rendered, 0)
         loaded = self._fetch(relation, child, {row["id"] for row in rows}, remaining + 1)
@@ -207,5 +219,13 @@ class _Loader:
             by_parent[row[parent_key]].append(row)
             unique.setdefault(row["id"], row)
             child_counts[row["id"]] += counts[row[parent_key]]
-        self.spend(max(sum(child_counts.values()), len(loaded)), path, url)
+        objects = max(sum(child_counts.values()), len(loaded))
+        url = None
+        if (
+            self.rendered + objects > self.budget
+            and isinstance(relation, ToMany)
+            and len(rows) == 1
+        ):
+            url = relation.path(rows[0])  # one parent: its related collection can be paged
+        self.spend(objects, path, url)
         return Loaded(by_parent, self.level(child, list(unique.values()), child_counts, path + "."))

@@ -46,14 +46,13 @@ class Memo:
         self.version = version
         self.entries: dict[Hashable, Any] = {}
 
-    def get(self, key: Hashable, compute: Callable[[], T]) -> T:
-        """The value kept for ``key``, else ``compute()`` kept. An exception from
+    def get(self, key: Hashable, compute: Callable[..., T], *args: Any) -> T:
+        """The value kept for ``key``, else ``compute(*args)`` kept. An exception from
         ``compute`` keeps nothing (an unknown token is looked up again)."""
-        entries = self.entries
-        if key in entries:
-            value: T = entries[key]
-            return value
-        value = entries[key] = compute()
+        try:
+            value: T = self.entries[key]
+        except KeyError:
+            value = self.entries[key] = compute(*args)
         return value
 
 
@@ -62,8 +61,8 @@ class _Forgetful(Memo):
 
     __slots__ = ()
 
-    def get(self, key: Hashable, compute: Callable[[], T]) -> T:
-        return compute()
+    def get(self, key: Hashable, compute: Callable[..., T], *args: Any) -> T:
+        return compute(*args)
 
 
 NO_MEMO: Memo = _Forgetful(None)

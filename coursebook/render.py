@@ -221,7 +221,7 @@ def renderer(projection: Projection) -> Renderer:
 
 def _bind(level: tuple[Loaded, ...]) -> Bound:
     """A fresh binding of ``level``: nothing rendered yet."""
-    return tuple((loaded.rows, _bind(loaded.children), {}) for loaded in level)
+    return tuple([(rows, _bind(children) if children else (), {}) for rows, children in level])
 
 
 def render(
@@ -235,3 +235,10 @@ def render(
     function = renderer(projection).function
     bound = _bind(level)
     return [function(row, bound, ctx) for row in rows]
+
+
+def render_one(
+    projection: Projection, row: Row, level: tuple[Loaded, ...], ctx: RenderContext
+) -> dict[str, Any]:
+    """``row`` of ``projection``'s resource alone: ``render`` of one row."""
+    return renderer(projection).function(row, _bind(level) if level else (), ctx)

@@ -131,9 +131,9 @@ class Router:
     def match(self, path: str) -> tuple[Route, dict[str, str]] | None:
         """The first route ``path`` matches, with its raw parameters."""
         for route in self.routes:
-            raw = route.match(path)
-            if raw is not None:
-                return route, raw
+            found = route.pattern.match(path)
+            if found is not None:
+                return route, found.groupdict()
         return None
 
     def url_path_for(self, name: str, **params: Any) -> str:

@@ -31,7 +31,7 @@ from coursebook.models import Id
 from coursebook.projection import Projection, compile_projection
 from coursebook.query import Query as Statement
 from coursebook.query import QueryCache
-from coursebook.render import render
+from coursebook.render import render, render_one
 
 logger = logging.getLogger("coursebook")
 
@@ -65,9 +65,9 @@ def authorize(conn: Connection, credentials: Credentials, base_url: str) -> Call
     """The caller behind ``credentials``; 401, 403 or 400 when there is none."""
     remembered = memo(conn)
     principal = authenticate(conn, credentials.authorization, datetime.now(UTC), remembered)
+    provider, mode = credentials.provider, credentials.mode
     access = remembered.get(
-        ("access", principal.token_id, credentials.provider, credentials.mode),
-        lambda: resolve(principal, credentials.provider, credentials.mode),
+        ("access", principal.token_id, provider, mode), resolve, principal, provider, mode
     )
     return Caller(principal, access, RenderContext(base_url, access.redact_permissions), remembered)
 
@@ -163,7 +163,7 @@ class Service:
                     403, "permission_denied", "You may only read the course sessions you instruct."
                 )
             level = load(conn, access, projection, rows, budget=self.budget, base_url=base_url)
-            return render(projection, rows, level, caller.ctx)[0]
+            return render_one(projection, rows[0], level, caller.ctx)
 
     def list(
         self, credentials: Credentials, base_url: str, listing: Listing, query: Query
