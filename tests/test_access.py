@@ -23,7 +23,7 @@ from sqlalchemy import and_, exists, or_, select, update
 
 from coursebook import models as m
 from coursebook.tokens import hash_token
-from tests.conftest import Api, Demo
+from tests.support import Api, Demo
 
 PROVIDER = "TeamUp-Provider-ID"
 MODE = "Teamup-Request-Mode"

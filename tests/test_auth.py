@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import select
 
 from coursebook import models as m
-from tests.conftest import Api, Demo
+from tests.support import Api, Demo
 
 
 def path(demo: Demo) -> str:

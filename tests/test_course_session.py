@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import Table, delete, func, insert, select, update
 
 from coursebook import models as m
-from tests.conftest import Api, Demo
+from tests.support import Api, Demo
 
 PLAIN_KEYS = [
     "id",

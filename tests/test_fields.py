@@ -7,8 +7,7 @@ from typing import Any
 import pytest
 from sqlalchemy import event
 
-from tests.conftest import Api, Demo
-from tests.test_expand import error, get, rich_session
+from tests.support import Api, Demo, error, get, rich_session
 
 
 def test_exactly_the_named_fields_in_contract_order(api: Api, demo: Demo) -> None:

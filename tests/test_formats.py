@@ -22,9 +22,8 @@ from coursebook.db import create_db_engine
 from coursebook.demo import generate
 from coursebook.migrate import upgrade
 from coursebook.settings import Settings
-from tests.conftest import Api, Demo, empty_database, live_server
 from tests.served import parse_xml
-from tests.test_expand import FULL_EXPANSION, get, rich_session
+from tests.support import FULL_EXPANSION, Api, Demo, empty_database, get, live_server, rich_session
 
 PROLOG = b'<?xml version="1.0" encoding="utf-8"?>\n<root>'
 XML_TYPE = "application/xml; charset=utf-8"

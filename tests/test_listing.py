@@ -10,8 +10,7 @@ import pytest
 from sqlalchemy import select
 
 from coursebook import models as m
-from tests.conftest import Api, Demo
-from tests.test_expand import FULL_EXPANSION, get, rich_session
+from tests.support import FULL_EXPANSION, Api, Demo, get, rich_session
 
 
 def walk(api: Api, token: str, url: str, **headers: str) -> list[dict[str, Any]]:

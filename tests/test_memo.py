@@ -18,7 +18,7 @@ from coursebook import models as m
 from coursebook.db import Connections, create_db_engine
 from coursebook.memo import MAX_ENTRIES, memo
 from coursebook.tokens import create_token
-from tests.conftest import Api, Demo
+from tests.support import Api, Demo
 
 
 @pytest.fixture

@@ -16,8 +16,8 @@ import pytest
 import yaml
 from openapi_spec_validator import validate as validate_spec
 
-from tests.conftest import Api
 from tests.contract import contract
+from tests.support import Api
 
 ALLOWED_DIFFERENCES = (
     Path(__file__).parent.parent / "docs" / "contract" / "allowed_differences.yaml"

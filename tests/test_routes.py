@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from coursebook.settings import Settings
-from tests.conftest import Api, Demo, live_server
+from tests.support import Api, Demo, live_server
 
 
 def test_health_and_readiness(api: Api) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Demo, LiveServer
+from tests.support import Demo, LiveServer
 
 
 def test_schemathesis_finds_nothing(
