@@ -8,19 +8,21 @@ test modules import from here, never from each other.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import threading
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator, MutableMapping
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import pytest
 import uvicorn
+from anyio.from_thread import BlockingPortal, start_blocking_portal
 from sqlalchemy import Engine, create_engine, func, select, text
 from sqlalchemy.engine import make_url
 
@@ -87,102 +89,23 @@ class Demo:
     engine: Engine
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@dataclass
-class LiveServer:
-    """A uvicorn serving coursebook on a loopback port, with its statement counter."""
-
-    base_url: str
-    app: CoursebookApp
-    counter: StatementCounter
-
-
-@contextmanager
-def live_server(settings: Settings) -> Iterator[LiveServer]:
-    """Serve ``create_app(settings)`` with uvicorn in a thread until the block ends."""
-    app = create_app(settings)
-    counter = StatementCounter(app.engine)
-    port = free_port()
-    config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, log_level="warning", lifespan="on", loop="asyncio"
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.01)
-    try:
-        yield LiveServer(f"http://127.0.0.1:{port}", app, counter)
-    finally:
-        server.should_exit = True
-        thread.join(10)
-
-
-def _json_twin(response: httpx.Response) -> httpx.Response:
-    """The same request as ``response``'s, asking for JSON instead of XML."""
-    request = response.request
-    params = dict(request.url.params)
-    if "format" in params:
-        params["format"] = "json"
-    headers = {k: v for k, v in request.headers.items() if k.lower() not in ("host", "accept")}
-    headers["Accept"] = "application/json"
-    url = request.url.copy_with(query=None)
-    return httpx.request(request.method, url, params=params, headers=headers)
-
-
-def check_contract(response: httpx.Response) -> None:
-    """Validate every response against the served /openapi.json and the contract.
-
-    JSON bodies are validated directly (relaxed for ``fields``); an XML body must
-    parse back, by DRF's rules, to the JSON of the same request, which is validated.
-    """
-    response.read()
-    request = response.request
-    if request.method == "HEAD" or request.url.path in ("/openapi.json", "/docs"):
-        return
-    content_type = response.headers.get("content-type", "")
-    if content_type.startswith("application/xml"):
-        twin = _json_twin(response)
-        assert twin.status_code == response.status_code
-        # Page links carry the request's own ``format``; otherwise the two must agree.
-        xml_values = as_xml_values(twin.json(), links=("format=json", "format=xml"))
-        assert parse_xml(response.content) == xml_values
-        check_contract(twin)
-        return
-    if not content_type.startswith("application/json"):
-        return
-    body = response.json()
-    base_url = f"{request.url.scheme}://{request.url.netloc.decode()}"
-    sparse = "fields" in request.url.params
-    validate_served(base_url, request.url.path, response.status_code, body, sparse=sparse)
-    if response.status_code >= 400:
-        validate("Error", body)
-    elif "/course_sessions/" in request.url.path:
-        validate("CourseSession", body, sparse=sparse)
-
-
 class Api:
-    """An HTTP client for the live server that checks every answer against the contract."""
+    """A client of one coursebook app that checks every answer against the contract.
 
-    def __init__(self, live: LiveServer) -> None:
-        self.live = live
-        self.client = httpx.Client(
-            base_url=live.base_url, event_hooks={"response": [check_contract]}, timeout=30
-        )
+    ``in_process`` makes one over the ASGI app itself; ``live_server`` one over a
+    loopback socket, for what only the wire shows. Either way the contract check, and
+    the JSON twin it asks for, go through the same client.
+    """
 
-    def __enter__(self) -> Api:
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self.client.close()
+    def __init__(self, client: httpx.Client, app: CoursebookApp) -> None:
+        self.client = client
+        self.app = app
+        #: Counts the SQL statements of every request this app serves.
+        self.counter = StatementCounter(app.engine)
+        #: The scheme and host requests are sent to, as absolute URLs in answers show it.
+        self.base_url = str(client.base_url).rstrip("/")
+        self._served: bytes | None = None
+        client.event_hooks = {"response": [self.check_contract]}
 
     def get(
         self,
@@ -201,7 +124,7 @@ class Api:
     @property
     def backend(self) -> str:
         """The served database's dialect: ``sqlite`` or ``postgresql``."""
-        return str(self.live.app.engine.dialect.name)
+        return str(self.app.engine.dialect.name)
 
     def statements(self, path: str, token: str, params: dict[str, str]) -> tuple[int, Any]:
         """The number of SQL statements one request ran, and its JSON body.
@@ -211,10 +134,142 @@ class Api:
         counts the statements of a cold memo.
         """
         assert self.get(path, token, params=params).status_code == 200
-        before = self.live.counter.count
+        before = self.counter.count
         response = self.get(path, token, params=params)
         assert response.status_code == 200, response.text
-        return self.live.counter.count - before, response.json()
+        return self.counter.count - before, response.json()
+
+    def served_document(self) -> bytes:
+        """The app's own /openapi.json, fetched once."""
+        if self._served is None:
+            response = self.client.get("/openapi.json")
+            assert response.status_code == 200, response.text
+            self._served = response.content
+        return self._served
+
+    def check_contract(self, response: httpx.Response) -> None:
+        """Validate every response against the served /openapi.json and the contract.
+
+        JSON bodies are validated directly (relaxed for ``fields``); an XML body must
+        parse back, by DRF's rules, to the JSON of the same request, which is validated
+        (by this same hook, as the twin is answered).
+        """
+        response.read()
+        request = response.request
+        if request.method == "HEAD" or request.url.path in ("/openapi.json", "/docs"):
+            return
+        content_type = response.headers.get("content-type", "")
+        if content_type.startswith("application/xml"):
+            twin = self._json_twin(response)
+            assert twin.status_code == response.status_code
+            # Page links carry the request's own ``format``; otherwise the two must agree.
+            xml_values = as_xml_values(twin.json(), links=("format=json", "format=xml"))
+            assert parse_xml(response.content) == xml_values
+            return
+        if not content_type.startswith("application/json"):
+            return
+        body = response.json()
+        sparse = "fields" in request.url.params
+        validate_served(
+            self.served_document(), request.url.path, response.status_code, body, sparse=sparse
+        )
+        if response.status_code >= 400:
+            validate("Error", body)
+        elif "/course_sessions/" in request.url.path:
+            validate("CourseSession", body, sparse=sparse)
+
+    def _json_twin(self, response: httpx.Response) -> httpx.Response:
+        """The same request as ``response``'s, asking for JSON instead of XML."""
+        request = response.request
+        params = dict(request.url.params)
+        if "format" in params:
+            params["format"] = "json"
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in ("host", "accept")}
+        headers["Accept"] = "application/json"
+        url = request.url.copy_with(query=None)
+        return self.client.request(request.method, url, params=params, headers=headers)
+
+
+class _InProcessTransport(httpx.BaseTransport):
+    """httpx's ASGI transport for a synchronous client: each request runs on ``portal``'s
+    event loop, one thread for all of them, as uvicorn runs an app on one loop.
+
+    Headers reach the app as the bytes the test gave, with no socket, parser or server
+    between.
+    """
+
+    def __init__(self, app: CoursebookApp, portal: BlockingPortal) -> None:
+        self._asgi = httpx.ASGITransport(app=app)
+        self._portal = portal
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        return self._portal.call(self._handle, request)
+
+    async def _handle(self, request: httpx.Request) -> httpx.Response:
+        response = await self._asgi.handle_async_request(request)
+        content = await response.aread()
+        return httpx.Response(response.status_code, headers=response.headers, content=content)
+
+
+@asynccontextmanager
+async def _lifespan(app: CoursebookApp) -> AsyncIterator[None]:
+    """The ASGI lifespan protocol around the block: startup, then shutdown."""
+    to_app: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    from_app: asyncio.Queue[MutableMapping[str, Any]] = asyncio.Queue()
+    scope = {"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}
+    task = asyncio.create_task(app(scope, to_app.get, from_app.put))
+    await to_app.put({"type": "lifespan.startup"})
+    assert (await from_app.get())["type"] == "lifespan.startup.complete"
+    try:
+        yield
+    finally:
+        await to_app.put({"type": "lifespan.shutdown"})
+        assert (await from_app.get())["type"] == "lifespan.shutdown.complete"
+        await task
+
+
+@contextmanager
+def in_process(settings: Settings) -> Iterator[Api]:
+    """A client calling ``create_app(settings)`` in this process, no socket between.
+
+    The app's lifespan runs around the block (startup, then shutdown, which closes
+    its connections); its requests all run on one event-loop thread.
+    """
+    app = create_app(settings)
+    with start_blocking_portal() as portal, portal.wrap_async_context_manager(_lifespan(app)):
+        transport = _InProcessTransport(app, portal)
+        with httpx.Client(transport=transport, base_url="http://testserver") as client:
+            yield Api(client, app)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def live_server(settings: Settings) -> Iterator[Api]:
+    """Serve ``create_app(settings)`` with uvicorn in a thread; a client of it for the block."""
+    app = create_app(settings)
+    port = free_port()
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=port, log_level="warning", lifespan="on", loop="asyncio"
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.01)
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+            yield Api(client, app)
+    finally:
+        server.should_exit = True
+        thread.join(10)
 
 
 def rich_session(demo: Demo, *, big_course: bool) -> int:

@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 
 from coursebook import models as m
 from coursebook.settings import Settings
-from tests.support import FULL_EXPANSION, Api, Demo, error, get, live_server, rich_session
+from tests.support import FULL_EXPANSION, Api, Demo, error, get, in_process, rich_session
 
 
 def test_full_expansion_holds_every_relation(api: Api, demo: Demo) -> None:
@@ -40,7 +40,7 @@ def test_full_expansion_holds_every_relation(api: Api, demo: Demo) -> None:
             s["instructor"] == instructor["id"] for s in instructor["availability_schedules"]
         )
         links = instructor["icalendar_links"]
-        assert links["link"].startswith(api.live.base_url + "/ical/instructors/")
+        assert links["link"].startswith(api.base_url + "/ical/instructors/")
         assert links["webcal_url"].startswith("webcal://")
 
     course = body["course"]
@@ -163,9 +163,8 @@ def test_unknown_names_list_what_can_be_expanded(api: Api, demo: Demo) -> None:
 
 @pytest.fixture(scope="module")
 def small_budget(demo: Demo) -> Iterator[Api]:
-    with live_server(Settings(database_url=demo.url, max_expanded_objects=120)) as live:
-        with Api(live) as client:
-            yield client
+    with in_process(Settings(database_url=demo.url, max_expanded_objects=120)) as client:
+        yield client
 
 
 def test_expansion_budget_names_the_collection(small_budget: Api, demo: Demo) -> None:
@@ -202,9 +201,8 @@ def test_budget_counts_objects_rendered_not_rows(demo: Demo) -> None:
     path = f"/api/v2/course_sessions/{session_id}"
     params = {"expand": "course.course_sessions.venue", "fields": "course.course_sessions.venue.id"}
     for budget, status in ((needed, 200), (needed - 1, 400)):
-        with live_server(Settings(database_url=demo.url, max_expanded_objects=budget)) as live:
-            with Api(live) as client:
-                assert client.get(path, token, params=params).status_code == status
+        with in_process(Settings(database_url=demo.url, max_expanded_objects=budget)) as client:
+            assert client.get(path, token, params=params).status_code == status
 
 
 def test_statement_count_is_fixed_whatever_the_rows(api: Api, demo: Demo) -> None:

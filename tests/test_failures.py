@@ -25,7 +25,7 @@ from coursebook.db import create_db_engine
 from coursebook.demo import generate
 from coursebook.migrate import upgrade
 from coursebook.settings import Settings
-from tests.support import Api, Demo, empty_database, free_port, live_server
+from tests.support import Demo, empty_database, free_port, in_process
 
 
 def test_migrations_match_the_models(demo: Demo) -> None:
@@ -85,7 +85,7 @@ def test_unexpected_errors_are_bare_500s_with_a_request_id(
     token = manifest["tokens"]["admin"]  # type: ignore[index]
     session_id = manifest["course_sessions"]["main"][0]  # type: ignore[index]
     caplog.set_level(logging.ERROR, logger="coursebook")
-    with live_server(Settings(database_url=url)) as live, Api(live) as api:
+    with in_process(Settings(database_url=url)) as api:
         expand = "instructors.availability_schedules"
         for output in ("json", "xml"):
             response = api.get(

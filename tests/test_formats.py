@@ -23,7 +23,7 @@ from coursebook.demo import generate
 from coursebook.migrate import upgrade
 from coursebook.settings import Settings
 from tests.served import parse_xml
-from tests.support import FULL_EXPANSION, Api, Demo, empty_database, get, live_server, rich_session
+from tests.support import FULL_EXPANSION, Api, Demo, empty_database, get, in_process, rich_session
 
 PROLOG = b'<?xml version="1.0" encoding="utf-8"?>\n<root>'
 XML_TYPE = "application/xml; charset=utf-8"
@@ -228,7 +228,7 @@ def test_special_characters_and_null_names(backend: str, tmp_path: Path) -> None
                     .where(courses.id == _course_of(conn, unnamed_id))
                     .values(name=None)
                 )
-            with live_server(Settings(database_url=url)) as live, Api(live) as api:
+            with in_process(Settings(database_url=url)) as api:
                 token = manifest["tokens"]["admin"]
                 params = {"expand": "course"}
                 plain = api.get(_url(session_id), token, params=params)
