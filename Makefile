@@ -2,7 +2,8 @@
 # SQLite) and `make test` (lint, types and the whole suite). Both build .venv first.
 
 PYTHON ?= python3
-VENV := .venv
+# Another interpreter gets its own virtualenv: `make test PYTHON=python3.13 VENV=.venv-3.13`.
+VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 

@@ -1,79 +1,26 @@
-"""Shared fixtures: a migrated demo database per backend and a live server on it.
+"""Fixtures: a migrated demo database per backend and clients of an app serving it.
 
-Tests run against SQLite always and against PostgreSQL when
-``COURSEBOOK_TEST_DATABASE_URL`` names a server (a scratch database is created on it
-and dropped afterwards). The server is a real uvicorn on a loopback port.
+``api`` calls the app in process. A test marked ``wire`` gets a client of a real
+uvicorn on a loopback port instead: HEAD, raw header bytes and raw request targets are
+only what they are on the wire.
 """
 
 from __future__ import annotations
 
-import os
-import socket
-import threading
-import time
-import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import Any
 
-import httpx
 import pytest
-import uvicorn
-from sqlalchemy import Engine, create_engine, text
-from sqlalchemy.engine import make_url
 
-from coursebook.app import CoursebookApp, create_app
-from coursebook.db import StatementCounter, create_db_engine
-from coursebook.demo import Manifest, generate
+from coursebook.db import create_db_engine
+from coursebook.demo import generate
 from coursebook.migrate import upgrade
 from coursebook.settings import Settings
-from tests.contract import validate
-from tests.served import as_xml_values, parse_xml, validate_served
-
-POSTGRES_URL = os.environ.get("COURSEBOOK_TEST_DATABASE_URL")
-BACKENDS = ["sqlite", "postgresql"]
-
-
-@contextmanager
-def scratch_postgres(server_url: str) -> Iterator[str]:
-    """A new, empty PostgreSQL database on ``server_url``'s server, dropped on exit."""
-    name = f"coursebook_test_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(server_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield make_url(server_url).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-
-@contextmanager
-def empty_database(backend: str, directory: Any) -> Iterator[str]:
-    """The URL of a new, empty database of ``backend``."""
-    if backend == "sqlite":
-        yield f"sqlite:///{directory}/coursebook-{uuid.uuid4().hex[:8]}.sqlite3"
-        return
-    if not POSTGRES_URL:
-        pytest.skip("COURSEBOOK_TEST_DATABASE_URL is not set: PostgreSQL tests skipped")
-    with scratch_postgres(POSTGRES_URL) as url:
-        yield url
+from tests.support import BACKENDS, Api, Demo, empty_database, in_process, live_server
 
 
 @pytest.fixture(scope="session", params=BACKENDS)
 def backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
-
-
-@dataclass(frozen=True)
-class Demo:
-    """A migrated database holding the small demo dataset (seed 42)."""
-
-    url: str
-    manifest: Manifest
-    engine: Engine
 
 
 @pytest.fixture(scope="session")
@@ -86,143 +33,24 @@ def demo(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dem
         engine.dispose()
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@dataclass
-class LiveServer:
-    """A uvicorn serving coursebook on a loopback port, with its statement counter."""
-
-    base_url: str
-    app: CoursebookApp
-    counter: StatementCounter
-
-
-@contextmanager
-def live_server(settings: Settings) -> Iterator[LiveServer]:
-    """Serve ``create_app(settings)`` with uvicorn in a thread until the block ends."""
-    app = create_app(settings)
-    counter = StatementCounter(app.engine)
-    port = _free_port()
-    config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, log_level="warning", lifespan="on", loop="asyncio"
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.01)
-    try:
-        yield LiveServer(f"http://127.0.0.1:{port}", app, counter)
-    finally:
-        server.should_exit = True
-        thread.join(10)
-
-
 @pytest.fixture(scope="session")
-def server(demo: Demo) -> Iterator[LiveServer]:
-    with live_server(Settings(database_url=demo.url)) as live:
-        yield live
-
-
-def _json_twin(response: httpx.Response) -> httpx.Response:
-    """The same request as ``response``'s, asking for JSON instead of XML."""
-    request = response.request
-    params = dict(request.url.params)
-    if "format" in params:
-        params["format"] = "json"
-    headers = {k: v for k, v in request.headers.items() if k.lower() not in ("host", "accept")}
-    headers["Accept"] = "application/json"
-    url = request.url.copy_with(query=None)
-    return httpx.request(request.method, url, params=params, headers=headers)
-
-
-def check_contract(response: httpx.Response) -> None:
-    """Validate every response against the served /openapi.json and the contract.
-
-    JSON bodies are validated directly (relaxed for ``fields``); an XML body must
-    parse back, by DRF's rules, to the JSON of the same request, which is validated.
-    """
-    response.read()
-    request = response.request
-    if request.method == "HEAD" or request.url.path in ("/openapi.json", "/docs"):
-        return
-    content_type = response.headers.get("content-type", "")
-    if content_type.startswith("application/xml"):
-        twin = _json_twin(response)
-        assert twin.status_code == response.status_code
-        # Page links carry the request's own ``format``; otherwise the two must agree.
-        xml_values = as_xml_values(twin.json(), links=("format=json", "format=xml"))
-        assert parse_xml(response.content) == xml_values
-        check_contract(twin)
-        return
-    if not content_type.startswith("application/json"):
-        return
-    body = response.json()
-    base_url = f"{request.url.scheme}://{request.url.netloc.decode()}"
-    sparse = "fields" in request.url.params
-    validate_served(base_url, request.url.path, response.status_code, body, sparse=sparse)
-    if response.status_code >= 400:
-        validate("Error", body)
-    elif "/course_sessions/" in request.url.path:
-        validate("CourseSession", body, sparse=sparse)
-
-
-class Api:
-    """An HTTP client for the live server that checks every answer against the contract."""
-
-    def __init__(self, live: LiveServer) -> None:
-        self.live = live
-        self.client = httpx.Client(
-            base_url=live.base_url, event_hooks={"response": [check_contract]}, timeout=30
-        )
-
-    def __enter__(self) -> Api:
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self.client.close()
-
-    def get(
-        self,
-        path: str,
-        token: str | None = None,
-        *,
-        scheme: str = "Bearer",
-        params: dict[str, str] | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> httpx.Response:
-        sent = dict(headers or {})
-        if token is not None:
-            sent["Authorization"] = f"{scheme} {token}"
-        return self.client.get(path, params=params, headers=sent)
-
-    @property
-    def backend(self) -> str:
-        """The served database's dialect: ``sqlite`` or ``postgresql``."""
-        return str(self.live.app.engine.dialect.name)
-
-    def statements(self, path: str, token: str, params: dict[str, str]) -> tuple[int, Any]:
-        """The number of SQL statements one request ran, and its JSON body.
-
-        The same request is made once before, so that the connection's memo (SQLite)
-        holds the token and any count, as it does in steady use; ``tests/test_memo.py``
-        counts the statements of a cold memo.
-        """
-        assert self.get(path, token, params=params).status_code == 200
-        before = self.live.counter.count
-        response = self.get(path, token, params=params)
-        assert response.status_code == 200, response.text
-        return self.live.counter.count - before, response.json()
-
-
-@pytest.fixture(scope="session")
-def api(server: LiveServer) -> Iterator[Api]:
-    with Api(server) as client:
+def shared_api(demo: Demo) -> Iterator[Api]:
+    """An in-process client of the app serving the demo."""
+    with in_process(Settings(database_url=demo.url)) as client:
         yield client
+
+
+@pytest.fixture(scope="session")
+def live_api(demo: Demo) -> Iterator[Api]:
+    """A client of uvicorn serving the demo on a loopback port."""
+    with live_server(Settings(database_url=demo.url)) as client:
+        yield client
+
+
+@pytest.fixture
+def api(request: pytest.FixtureRequest, demo: Demo) -> Api:
+    """The client of the demo this test needs: in process, or over the wire when marked
+    ``wire``."""
+    wire = request.node.get_closest_marker("wire") is not None
+    client: Api = request.getfixturevalue("live_api" if wire else "shared_api")
+    return client

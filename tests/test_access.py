@@ -23,7 +23,7 @@ from sqlalchemy import and_, exists, or_, select, update
 
 from coursebook import models as m
 from coursebook.tokens import hash_token
-from tests.conftest import Api, Demo
+from tests.support import Api, Demo
 
 PROVIDER = "TeamUp-Provider-ID"
 MODE = "Teamup-Request-Mode"
@@ -359,6 +359,7 @@ def test_matrix_covers_every_outcome(demo: Demo) -> None:
     }
 
 
+@pytest.mark.wire
 @pytest.mark.parametrize(
     ("value", "code"),
     [
@@ -638,6 +639,7 @@ def test_membership_holders_sessions_need_an_active_membership(api: Api, demo: D
 # -- 3. header names are case-insensitive -----------------------------------------------
 
 
+@pytest.mark.wire
 @pytest.mark.parametrize(
     ("provider_name", "mode_name"),
     [
@@ -768,6 +770,7 @@ def session_providers(demo: Demo) -> dict[int, int]:
     return _session_providers[demo.url]
 
 
+@pytest.mark.wire
 @settings(
     max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )

@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import select
 
 from coursebook import models as m
-from tests.conftest import Api, Demo
+from tests.support import Api, Demo
 
 
 def path(demo: Demo) -> str:
@@ -55,6 +55,7 @@ def test_dead_tokens_fail(api: Api, demo: Demo, role: str) -> None:
     assert response.headers["www-authenticate"] == "Bearer"
 
 
+@pytest.mark.wire
 @pytest.mark.parametrize("token", ["cb_" + "x" * 43, "nonsense", "é" * 10, "x" * 300])
 def test_unknown_tokens_fail(api: Api, demo: Demo, token: str) -> None:
     response = api.get(path(demo), headers={"Authorization": f"Bearer {token}".encode()})  # type: ignore[dict-item]

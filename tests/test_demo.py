@@ -12,7 +12,7 @@ from coursebook.db import create_db_engine
 from coursebook.demo import ROLES, generate
 from coursebook.migrate import upgrade
 from coursebook.tokens import hash_token
-from tests.conftest import Demo
+from tests.support import Demo
 
 SESSION_LISTS = {
     "main",

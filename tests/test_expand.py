@@ -8,69 +8,9 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from bench.run import FULL_EXPANSION
 from coursebook import models as m
 from coursebook.settings import Settings
-from tests.conftest import Api, Demo, live_server
-
-
-def rich_session(demo: Demo, *, big_course: bool) -> int:
-    """A main session whose relations are all populated, in the biggest or a small course."""
-    cs, ot = m.course_sessions, m.offering_types
-    has = [
-        select(m.offering_type_memberships.c.offering_type_id).where(
-            m.offering_type_memberships.c.offering_type_id == ot.c.id
-        ),
-        select(m.registration_timelines.c.id).where(
-            m.registration_timelines.c.offering_type_id == ot.c.id
-        ),
-        select(m.availability_schedule_offering_types.c.id).where(
-            m.availability_schedule_offering_types.c.offering_type_id == ot.c.id
-        ),
-        select(m.offering_type_instructors.c.instructor_id).where(
-            m.offering_type_instructors.c.offering_type_id == ot.c.id
-        ),
-        select(m.venue_rooms.c.id).where(m.venue_rooms.c.venue_id == cs.c.venue_id),
-    ]
-    sizes = select(cs.c.course_id, func.count().label("n")).group_by(cs.c.course_id).subquery()
-    statement = (
-        select(cs.c.id, sizes.c.n)
-        .join(m.courses, m.courses.c.id == cs.c.course_id)
-        .join(ot, ot.c.id == m.courses.c.offering_type_id)
-        .join(sizes, sizes.c.course_id == cs.c.course_id)
-        .where(
-            cs.c.provider_id == demo.manifest["providers"]["main"],
-            ot.c.category_id.is_not(None),
-            *[query.exists() for query in has],
-        )
-        .order_by(sizes.c.n.desc() if big_course else sizes.c.n, cs.c.id)
-    )
-    with demo.engine.connect() as conn:
-        row = conn.execute(statement).first()
-    assert row is not None, "the demo data should have a fully populated session"
-    if big_course:
-        assert row.n >= 200, "the demo data should have a course with 200 sessions"
-    return int(row.id)
-
-
-def get(api: Api, demo: Demo, session_id: int, **params: str) -> Any:
-    response = api.get(
-        f"/api/v2/course_sessions/{session_id}", demo.manifest["tokens"]["admin"], params=params
-    )
-    assert response.status_code == 200, response.text
-    return response.json()
-
-
-def error(api: Api, demo: Demo, **params: str) -> dict[str, Any]:
-    session_id = demo.manifest["course_sessions"]["main"][0]
-    response = api.get(
-        f"/api/v2/course_sessions/{session_id}", demo.manifest["tokens"]["admin"], params=params
-    )
-    assert response.status_code == 400, response.text
-    body: dict[str, Any] = response.json()
-    assert body["code"] == "parameter_invalid"
-    assert body["type"] == "invalid_request_error"
-    return body
+from tests.support import FULL_EXPANSION, Api, Demo, error, get, in_process, rich_session
 
 
 def test_full_expansion_holds_every_relation(api: Api, demo: Demo) -> None:
@@ -100,7 +40,7 @@ def test_full_expansion_holds_every_relation(api: Api, demo: Demo) -> None:
             s["instructor"] == instructor["id"] for s in instructor["availability_schedules"]
         )
         links = instructor["icalendar_links"]
-        assert links["link"].startswith(api.live.base_url + "/ical/instructors/")
+        assert links["link"].startswith(api.base_url + "/ical/instructors/")
         assert links["webcal_url"].startswith("webcal://")
 
     course = body["course"]
@@ -223,9 +163,8 @@ def test_unknown_names_list_what_can_be_expanded(api: Api, demo: Demo) -> None:
 
 @pytest.fixture(scope="module")
 def small_budget(demo: Demo) -> Iterator[Api]:
-    with live_server(Settings(database_url=demo.url, max_expanded_objects=120)) as live:
-        with Api(live) as client:
-            yield client
+    with in_process(Settings(database_url=demo.url, max_expanded_objects=120)) as client:
+        yield client
 
 
 def test_expansion_budget_names_the_collection(small_budget: Api, demo: Demo) -> None:
@@ -262,9 +201,8 @@ def test_budget_counts_objects_rendered_not_rows(demo: Demo) -> None:
     path = f"/api/v2/course_sessions/{session_id}"
     params = {"expand": "course.course_sessions.venue", "fields": "course.course_sessions.venue.id"}
     for budget, status in ((needed, 200), (needed - 1, 400)):
-        with live_server(Settings(database_url=demo.url, max_expanded_objects=budget)) as live:
-            with Api(live) as client:
-                assert client.get(path, token, params=params).status_code == status
+        with in_process(Settings(database_url=demo.url, max_expanded_objects=budget)) as client:
+            assert client.get(path, token, params=params).status_code == status
 
 
 def test_statement_count_is_fixed_whatever_the_rows(api: Api, demo: Demo) -> None:

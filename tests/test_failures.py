@@ -8,7 +8,6 @@ import json
 import logging
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -26,7 +25,7 @@ from coursebook.db import create_db_engine
 from coursebook.demo import generate
 from coursebook.migrate import upgrade
 from coursebook.settings import Settings
-from tests.conftest import Api, Demo, empty_database, live_server
+from tests.support import Demo, empty_database, free_port, in_process
 
 
 def test_migrations_match_the_models(demo: Demo) -> None:
@@ -86,7 +85,7 @@ def test_unexpected_errors_are_bare_500s_with_a_request_id(
     token = manifest["tokens"]["admin"]  # type: ignore[index]
     session_id = manifest["course_sessions"]["main"][0]  # type: ignore[index]
     caplog.set_level(logging.ERROR, logger="coursebook")
-    with live_server(Settings(database_url=url)) as live, Api(live) as api:
+    with in_process(Settings(database_url=url)) as api:
         expand = "instructors.availability_schedules"
         for output in ("json", "xml"):
             response = api.get(
@@ -105,12 +104,6 @@ def test_unexpected_errors_are_bare_500s_with_a_request_id(
         assert api.get(f"/api/v2/course_sessions/{session_id}", token).status_code == 200
     assert "Traceback" in caplog.text or "AttributeError" in caplog.text
     assert token not in caplog.text
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def test_revocation_takes_effect_in_every_worker(backend: str, tmp_path: Path) -> None:
@@ -137,7 +130,7 @@ def test_revocation_takes_effect_in_every_worker(backend: str, tmp_path: Path) -
         token_id = re.search(r"Token (\d+) created", created.stdout)
         assert token_id is not None
         secret = created.stdout.strip().splitlines()[-1]
-        port = _free_port()
+        port = free_port()
         server = subprocess.Popen(
             [bin_dir / "coursebook", "serve", "--port", str(port), "--workers", "2"],
             env=env,

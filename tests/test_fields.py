@@ -7,8 +7,7 @@ from typing import Any
 import pytest
 from sqlalchemy import event
 
-from tests.conftest import Api, Demo
-from tests.test_expand import error, get, rich_session
+from tests.support import Api, Demo, error, get, rich_session
 
 
 def test_exactly_the_named_fields_in_contract_order(api: Api, demo: Demo) -> None:
@@ -161,7 +160,7 @@ def test_sparse_fields_leave_unread_subqueries_out(api: Api, demo: Demo) -> None
         return [s for s in statements if "FROM offering_types" in s]
 
     session_id = rich_session(demo, big_course=False)
-    engine = api.live.app.engine
+    engine = api.app.engine
     event.listen(engine, "before_cursor_execute", record)
     try:
         sparse = offering_type_statements("course.offering_type.name")

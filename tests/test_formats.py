@@ -22,9 +22,8 @@ from coursebook.db import create_db_engine
 from coursebook.demo import generate
 from coursebook.migrate import upgrade
 from coursebook.settings import Settings
-from tests.conftest import Api, Demo, empty_database, live_server
 from tests.served import parse_xml
-from tests.test_expand import FULL_EXPANSION, get, rich_session
+from tests.support import FULL_EXPANSION, Api, Demo, empty_database, get, in_process, rich_session
 
 PROLOG = b'<?xml version="1.0" encoding="utf-8"?>\n<root>'
 XML_TYPE = "application/xml; charset=utf-8"
@@ -153,7 +152,9 @@ def test_fields_selection_in_xml(api: Api, demo: Demo) -> None:
     assert_xml_is(response, body)
     root = ElementTree.fromstring(response.content)
     assert [child.tag for child in root] == ["id", "name", "venue", "instructors"]
-    assert [child.tag for child in root.find("venue") or []] == ["name"]
+    venue = root.find("venue")
+    assert venue is not None
+    assert [child.tag for child in venue] == ["name"]
     names = [e.text for e in root.findall("./instructors/list-item/name")]
     assert names == [i["name"] for i in body["instructors"]] and names
 
@@ -227,7 +228,7 @@ def test_special_characters_and_null_names(backend: str, tmp_path: Path) -> None
                     .where(courses.id == _course_of(conn, unnamed_id))
                     .values(name=None)
                 )
-            with live_server(Settings(database_url=url)) as live, Api(live) as api:
+            with in_process(Settings(database_url=url)) as api:
                 token = manifest["tokens"]["admin"]
                 params = {"expand": "course"}
                 plain = api.get(_url(session_id), token, params=params)

@@ -8,7 +8,7 @@ from urllib.parse import quote
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import Api, Demo
+from tests.support import Api, Demo
 
 NAMES = [
     "venue",

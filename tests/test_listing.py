@@ -10,8 +10,7 @@ import pytest
 from sqlalchemy import select
 
 from coursebook import models as m
-from tests.conftest import Api, Demo
-from tests.test_expand import FULL_EXPANSION, get, rich_session
+from tests.support import FULL_EXPANSION, Api, Demo, get, rich_session
 
 
 def walk(api: Api, token: str, url: str, **headers: str) -> list[dict[str, Any]]:
@@ -29,7 +28,7 @@ def walk(api: Api, token: str, url: str, **headers: str) -> list[dict[str, Any]]
         results += page["results"]
         next_url = page["next"]
         if next_url is not None:
-            assert next_url.startswith(api.live.base_url + "/api/v2/")
+            assert next_url.startswith(api.base_url + "/api/v2/")
     return results
 
 
@@ -73,7 +72,7 @@ def test_every_related_collection_resolves_to_the_expansion(api: Api, demo: Demo
         (plain["course"]["course_sessions"], "", expanded["course"]["course_sessions"]),
     ]
     for url, extra, objects in pairs:
-        assert url.startswith(api.live.base_url + "/api/v2/")
+        assert url.startswith(api.base_url + "/api/v2/")
         followed = walk(api, token, f"{url}&{extra}" if extra else url)
         assert followed == objects, url
     assert len(expanded["course"]["course_sessions"]) >= 200
@@ -94,7 +93,7 @@ def test_next_and_previous_keep_every_other_parameter(api: Api, demo: Demo) -> N
     body = page(api, demo, "/api/v2/course_sessions", **params)
     for link, number in ((body["next"], "3"), (body["previous"], "1")):
         parts = urlsplit(link)
-        assert f"{parts.scheme}://{parts.netloc}" == api.live.base_url
+        assert f"{parts.scheme}://{parts.netloc}" == api.base_url
         assert parts.path == "/api/v2/course_sessions"
         query = {k: v[0] for k, v in parse_qs(parts.query).items()}
         assert query == {**params, "page": number}

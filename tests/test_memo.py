@@ -18,7 +18,7 @@ from coursebook import models as m
 from coursebook.db import Connections, create_db_engine
 from coursebook.memo import MAX_ENTRIES, memo
 from coursebook.tokens import create_token
-from tests.conftest import Api, Demo
+from tests.support import Api, Demo
 
 
 @pytest.fixture
@@ -102,12 +102,12 @@ def test_statements_with_a_cold_and_a_warm_memo(
 ) -> None:
     _, secret = fresh_token  # written just now: any memo is cold
     path = session_path(demo)
-    before = api.live.counter.count
+    before = api.counter.count
     assert api.get(path, secret).status_code == 200
-    cold = api.live.counter.count - before
-    before = api.live.counter.count
+    cold = api.counter.count - before
+    before = api.counter.count
     assert api.get(path, secret).status_code == 200
-    warm = api.live.counter.count - before
+    warm = api.counter.count - before
     if api.backend == "sqlite":
         assert (cold, warm) == (3, 2)  # PRAGMA data_version, [token,] session
     else:
@@ -122,13 +122,13 @@ def test_sqlite_keeps_its_connection_and_postgresql_uses_the_pool(api: Api, demo
 
     token = demo.manifest["tokens"]["admin"]
     assert api.get(session_path(demo), token).status_code == 200  # the thread's connection
-    event.listen(api.live.app.engine, "checkout", checked_out)
+    event.listen(api.app.engine, "checkout", checked_out)
     try:
         for _ in range(5):
             assert api.get(session_path(demo), token).status_code == 200
             assert api.get("/api/v2/venue_rooms", token).status_code == 200
     finally:
-        event.remove(api.live.app.engine, "checkout", checked_out)
+        event.remove(api.app.engine, "checkout", checked_out)
     assert len(checkouts) == (0 if api.backend == "sqlite" else 10)
 
 
@@ -180,11 +180,11 @@ def test_a_request_reads_one_snapshot(api: Api, demo: Demo) -> None:
                 )
             written.append(statement)
 
-    event.listen(api.live.app.engine, "before_cursor_execute", write_midway)
+    event.listen(api.app.engine, "before_cursor_execute", write_midway)
     try:
         during = api.get(path, token, params=params).json()["venue"]
     finally:
-        event.remove(api.live.app.engine, "before_cursor_execute", write_midway)
+        event.remove(api.app.engine, "before_cursor_execute", write_midway)
     try:
         assert written  # the write happened inside the request
         assert during == {"id": venue_id, "name": old_name}

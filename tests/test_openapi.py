@@ -16,8 +16,8 @@ import pytest
 import yaml
 from openapi_spec_validator import validate as validate_spec
 
-from tests.conftest import Api
 from tests.contract import contract
+from tests.support import Api
 
 ALLOWED_DIFFERENCES = (
     Path(__file__).parent.parent / "docs" / "contract" / "allowed_differences.yaml"
@@ -59,8 +59,8 @@ Difference = tuple[str, Any, Any]
 
 
 @pytest.fixture(scope="module")
-def document(api: Api) -> dict[str, Any]:
-    response = api.get("/openapi.json")
+def document(shared_api: Api) -> dict[str, Any]:
+    response = shared_api.get("/openapi.json")
     assert response.status_code == 200
     assert response.headers["content-type"] == "application/json"
     body: dict[str, Any] = response.json()
@@ -545,14 +545,16 @@ OUTSIDE_ASSETS = [
 ]
 
 
+@pytest.mark.wire
 @pytest.mark.parametrize("target", OUTSIDE_ASSETS)
 def test_docs_assets_do_not_leave_their_directory(api: Api, target: str) -> None:
-    status, body = _raw_get(api.live.base_url, target)
+    status, body = _raw_get(api.base_url, target)
     assert status != 200, target
     assert b"root:" not in body and b"import" not in body and b"swagger" not in body.lower()
 
 
+@pytest.mark.wire
 @pytest.mark.parametrize("target", [*OUTSIDE_ASSETS, "/docs/assets/no-such-asset.js"])
 def test_docs_assets_outside_or_missing_are_404(api: Api, target: str) -> None:
-    status, body = _raw_get(api.live.base_url, target)
+    status, body = _raw_get(api.base_url, target)
     assert status == 404, (target, body[:200])

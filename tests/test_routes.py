@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from coursebook.settings import Settings
-from tests.conftest import Api, Demo, live_server
+from tests.support import Api, Demo, in_process
 
 
 def test_health_and_readiness(api: Api) -> None:
@@ -17,7 +17,7 @@ def test_health_and_readiness(api: Api) -> None:
 
 def test_readiness_fails_when_the_database_does_not_answer() -> None:
     settings = Settings(database_url="postgresql+psycopg://nobody@127.0.0.1:1/none")
-    with live_server(settings) as live, Api(live) as client:
+    with in_process(settings) as client:
         assert client.get("/healthz").status_code == 200
         response = client.get("/readyz")
         assert response.status_code == 503
@@ -45,6 +45,7 @@ def test_other_methods_are_not_allowed(api: Api, demo: Demo, method: str) -> Non
     assert response.headers["allow"] == "GET, HEAD"
 
 
+@pytest.mark.wire
 def test_head_answers_without_a_body(api: Api, demo: Demo) -> None:
     session_id = demo.manifest["course_sessions"]["main"][0]
     token = demo.manifest["tokens"]["admin"]

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Demo, LiveServer
+from tests.support import Api, Demo
 
 
 def test_schemathesis_finds_nothing(
-    backend: str, server: LiveServer, demo: Demo, tmp_path: Path
+    backend: str, live_api: Api, demo: Demo, tmp_path: Path
 ) -> None:
     if backend != "sqlite":
         pytest.skip("the schemathesis run is made against the SQLite server")
@@ -26,7 +26,7 @@ def test_schemathesis_finds_nothing(
     command = [
         str(Path(sys.executable).with_name("schemathesis")),
         "run",
-        f"{server.base_url}/openapi.json",
+        f"{live_api.base_url}/openapi.json",
         "--header",
         f"Authorization: Bearer {token}",
         "--checks",

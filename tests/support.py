@@ -1,0 +1,331 @@
+"""What the tests share: databases, the demo, a server, and a client checking the contract.
+
+Tests run against SQLite always and against PostgreSQL when
+``COURSEBOOK_TEST_DATABASE_URL`` names a server (a scratch database is created on it
+and dropped afterwards). Fixtures using these helpers are declared in ``conftest.py``;
+test modules import from here, never from each other.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator, MutableMapping
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+from anyio.from_thread import BlockingPortal, start_blocking_portal
+from sqlalchemy import Engine, create_engine, func, select, text
+from sqlalchemy.engine import make_url
+
+from coursebook import models as m
+from coursebook.app import CoursebookApp, create_app
+from coursebook.db import StatementCounter
+from coursebook.demo import Manifest
+from coursebook.settings import Settings
+from tests.contract import validate
+from tests.served import as_xml_values, parse_xml, validate_served
+
+POSTGRES_URL = os.environ.get("COURSEBOOK_TEST_DATABASE_URL")
+BACKENDS = ["sqlite", "postgresql"]
+
+#: Every expandable and deferred relation, as deep as each goes: the fullest response.
+FULL_EXPANSION = ",".join(
+    [
+        "venue.venue_rooms",
+        "instructors.availability_schedules",
+        "instructors.icalendar_links",
+        "course.offering_type.category",
+        "course.offering_type.instructors.availability_schedules",
+        "course.offering_type.memberships",
+        "course.offering_type.registration_timelines",
+        "course.offering_type.availability_schedule_offering_types",
+        "course.course_sessions",
+    ]
+)
+
+
+@contextmanager
+def scratch_postgres(server_url: str) -> Iterator[str]:
+    """A new, empty PostgreSQL database on ``server_url``'s server, dropped on exit."""
+    name = f"coursebook_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(server_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield make_url(server_url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@contextmanager
+def empty_database(backend: str, directory: Any) -> Iterator[str]:
+    """The URL of a new, empty database of ``backend``."""
+    if backend == "sqlite":
+        yield f"sqlite:///{directory}/coursebook-{uuid.uuid4().hex[:8]}.sqlite3"
+        return
+    if not POSTGRES_URL:
+        pytest.skip("COURSEBOOK_TEST_DATABASE_URL is not set: PostgreSQL tests skipped")
+    with scratch_postgres(POSTGRES_URL) as url:
+        yield url
+
+
+@dataclass(frozen=True)
+class Demo:
+    """A migrated database holding the small demo dataset (seed 42)."""
+
+    url: str
+    manifest: Manifest
+    engine: Engine
+
+
+class Api:
+    """A client of one coursebook app that checks every answer against the contract.
+
+    ``in_process`` makes one over the ASGI app itself; ``live_server`` one over a
+    loopback socket, for what only the wire shows. Either way the contract check, and
+    the JSON twin it asks for, go through the same client.
+    """
+
+    def __init__(self, client: httpx.Client, app: CoursebookApp) -> None:
+        self.client = client
+        self.app = app
+        #: Counts the SQL statements of every request this app serves.
+        self.counter = StatementCounter(app.engine)
+        #: The scheme and host requests are sent to, as absolute URLs in answers show it.
+        self.base_url = str(client.base_url).rstrip("/")
+        self._served: bytes | None = None
+        client.event_hooks = {"response": [self.check_contract]}
+
+    def get(
+        self,
+        path: str,
+        token: str | None = None,
+        *,
+        scheme: str = "Bearer",
+        params: dict[str, str] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> httpx.Response:
+        sent = dict(headers or {})
+        if token is not None:
+            sent["Authorization"] = f"{scheme} {token}"
+        return self.client.get(path, params=params, headers=sent)
+
+    @property
+    def backend(self) -> str:
+        """The served database's dialect: ``sqlite`` or ``postgresql``."""
+        return str(self.app.engine.dialect.name)
+
+    def statements(self, path: str, token: str, params: dict[str, str]) -> tuple[int, Any]:
+        """The number of SQL statements one request ran, and its JSON body.
+
+        The same request is made once before, so that the connection's memo (SQLite)
+        holds the token and any count, as it does in steady use; ``tests/test_memo.py``
+        counts the statements of a cold memo.
+        """
+        assert self.get(path, token, params=params).status_code == 200
+        before = self.counter.count
+        response = self.get(path, token, params=params)
+        assert response.status_code == 200, response.text
+        return self.counter.count - before, response.json()
+
+    def served_document(self) -> bytes:
+        """The app's own /openapi.json, fetched once."""
+        if self._served is None:
+            response = self.client.get("/openapi.json")
+            assert response.status_code == 200, response.text
+            self._served = response.content
+        return self._served
+
+    def check_contract(self, response: httpx.Response) -> None:
+        """Validate every response against the served /openapi.json and the contract.
+
+        JSON bodies are validated directly (relaxed for ``fields``); an XML body must
+        parse back, by DRF's rules, to the JSON of the same request, which is validated
+        (by this same hook, as the twin is answered).
+        """
+        response.read()
+        request = response.request
+        if request.method == "HEAD" or request.url.path in ("/openapi.json", "/docs"):
+            return
+        content_type = response.headers.get("content-type", "")
+        if content_type.startswith("application/xml"):
+            twin = self._json_twin(response)
+            assert twin.status_code == response.status_code
+            # Page links carry the request's own ``format``; otherwise the two must agree.
+            xml_values = as_xml_values(twin.json(), links=("format=json", "format=xml"))
+            assert parse_xml(response.content) == xml_values
+            return
+        if not content_type.startswith("application/json"):
+            return
+        body = response.json()
+        sparse = "fields" in request.url.params
+        validate_served(
+            self.served_document(), request.url.path, response.status_code, body, sparse=sparse
+        )
+        if response.status_code >= 400:
+            validate("Error", body)
+        elif "/course_sessions/" in request.url.path:
+            validate("CourseSession", body, sparse=sparse)
+
+    def _json_twin(self, response: httpx.Response) -> httpx.Response:
+        """The same request as ``response``'s, asking for JSON instead of XML."""
+        request = response.request
+        params = dict(request.url.params)
+        if "format" in params:
+            params["format"] = "json"
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in ("host", "accept")}
+        headers["Accept"] = "application/json"
+        url = request.url.copy_with(query=None)
+        return self.client.request(request.method, url, params=params, headers=headers)
+
+
+class _InProcessTransport(httpx.BaseTransport):
+    """httpx's ASGI transport for a synchronous client: each request runs on ``portal``'s
+    event loop, one thread for all of them, as uvicorn runs an app on one loop.
+
+    Headers reach the app as the bytes the test gave, with no socket, parser or server
+    between.
+    """
+
+    def __init__(self, app: CoursebookApp, portal: BlockingPortal) -> None:
+        self._asgi = httpx.ASGITransport(app=app)
+        self._portal = portal
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        return self._portal.call(self._handle, request)
+
+    async def _handle(self, request: httpx.Request) -> httpx.Response:
+        response = await self._asgi.handle_async_request(request)
+        content = await response.aread()
+        return httpx.Response(response.status_code, headers=response.headers, content=content)
+
+
+@asynccontextmanager
+async def _lifespan(app: CoursebookApp) -> AsyncIterator[None]:
+    """The ASGI lifespan protocol around the block: startup, then shutdown."""
+    to_app: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    from_app: asyncio.Queue[MutableMapping[str, Any]] = asyncio.Queue()
+    scope = {"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}
+    task = asyncio.create_task(app(scope, to_app.get, from_app.put))
+    await to_app.put({"type": "lifespan.startup"})
+    assert (await from_app.get())["type"] == "lifespan.startup.complete"
+    try:
+        yield
+    finally:
+        await to_app.put({"type": "lifespan.shutdown"})
+        assert (await from_app.get())["type"] == "lifespan.shutdown.complete"
+        await task
+
+
+@contextmanager
+def in_process(settings: Settings) -> Iterator[Api]:
+    """A client calling ``create_app(settings)`` in this process, no socket between.
+
+    The app's lifespan runs around the block (startup, then shutdown, which closes
+    its connections); its requests all run on one event-loop thread.
+    """
+    app = create_app(settings)
+    with start_blocking_portal() as portal, portal.wrap_async_context_manager(_lifespan(app)):
+        transport = _InProcessTransport(app, portal)
+        with httpx.Client(transport=transport, base_url="http://testserver") as client:
+            yield Api(client, app)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def live_server(settings: Settings) -> Iterator[Api]:
+    """Serve ``create_app(settings)`` with uvicorn in a thread; a client of it for the block."""
+    app = create_app(settings)
+    port = free_port()
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=port, log_level="warning", lifespan="on", loop="asyncio"
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.01)
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+            yield Api(client, app)
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+def rich_session(demo: Demo, *, big_course: bool) -> int:
+    """A main session whose relations are all populated, in the biggest or a small course."""
+    cs, ot = m.course_sessions, m.offering_types
+    has = [
+        select(m.offering_type_memberships.c.offering_type_id).where(
+            m.offering_type_memberships.c.offering_type_id == ot.c.id
+        ),
+        select(m.registration_timelines.c.id).where(
+            m.registration_timelines.c.offering_type_id == ot.c.id
+        ),
+        select(m.availability_schedule_offering_types.c.id).where(
+            m.availability_schedule_offering_types.c.offering_type_id == ot.c.id
+        ),
+        select(m.offering_type_instructors.c.instructor_id).where(
+            m.offering_type_instructors.c.offering_type_id == ot.c.id
+        ),
+        select(m.venue_rooms.c.id).where(m.venue_rooms.c.venue_id == cs.c.venue_id),
+    ]
+    sizes = select(cs.c.course_id, func.count().label("n")).group_by(cs.c.course_id).subquery()
+    statement = (
+        select(cs.c.id, sizes.c.n)
+        .join(m.courses, m.courses.c.id == cs.c.course_id)
+        .join(ot, ot.c.id == m.courses.c.offering_type_id)
+        .join(sizes, sizes.c.course_id == cs.c.course_id)
+        .where(
+            cs.c.provider_id == demo.manifest["providers"]["main"],
+            ot.c.category_id.is_not(None),
+            *[query.exists() for query in has],
+        )
+        .order_by(sizes.c.n.desc() if big_course else sizes.c.n, cs.c.id)
+    )
+    with demo.engine.connect() as conn:
+        row = conn.execute(statement).first()
+    assert row is not None, "the demo data should have a fully populated session"
+    if big_course:
+        assert row.n >= 200, "the demo data should have a course with 200 sessions"
+    return int(row.id)
+
+
+def get(api: Api, demo: Demo, session_id: int, **params: str) -> Any:
+    response = api.get(
+        f"/api/v2/course_sessions/{session_id}", demo.manifest["tokens"]["admin"], params=params
+    )
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def error(api: Api, demo: Demo, **params: str) -> dict[str, Any]:
+    session_id = demo.manifest["course_sessions"]["main"][0]
+    response = api.get(
+        f"/api/v2/course_sessions/{session_id}", demo.manifest["tokens"]["admin"], params=params
+    )
+    assert response.status_code == 400, response.text
+    body: dict[str, Any] = response.json()
+    assert body["code"] == "parameter_invalid"
+    assert body["type"] == "invalid_request_error"
+    return body
