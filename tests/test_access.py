@@ -562,6 +562,7 @@ def memberships_changed(demo: Demo, changes: dict[int, dict[str, bool]]) -> Iter
                 conn.execute(update(ms).where(ms.c.id == membership_id).values(**values))
 
 
+@pytest.mark.writes
 def test_customer_memberships_leave_out_hidden_and_drafts(api: Api, demo: Demo) -> None:
     """Expanded offering_type.memberships in customer mode: visible, non-draft ones only."""
     main = demo.manifest["providers"]["main"]
@@ -608,6 +609,7 @@ def test_customer_memberships_leave_out_hidden_and_drafts(api: Api, demo: Demo) 
     assert sorted(memberships("customer", None)) == linked
 
 
+@pytest.mark.writes
 def test_membership_holders_sessions_need_an_active_membership(api: Api, demo: Demo) -> None:
     """A lapsed membership no longer shows the offering types reserved to its holders."""
     profile_id = customer_profile_of(demo, "customer")

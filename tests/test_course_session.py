@@ -136,6 +136,7 @@ def a_customer(demo: Demo) -> int:
     return int(customer)
 
 
+@pytest.mark.writes
 def test_attending_count_follows_every_write_to_attendances(api: Api, demo: Demo) -> None:
     """The count is kept by triggers on ``attendances`` (migration 0004), whoever writes."""
     token = demo.manifest["tokens"]["admin"]
@@ -159,6 +160,7 @@ def test_attending_count_follows_every_write_to_attendances(api: Api, demo: Demo
     )
 
 
+@pytest.mark.writes
 def test_active_member_count_follows_every_write_to_customer_memberships(
     api: Api, demo: Demo
 ) -> None:
@@ -195,6 +197,7 @@ def test_active_member_count_follows_every_write_to_customer_memberships(
     )
 
 
+@pytest.mark.writes
 def test_a_session_with_attendances_can_be_deleted(api: Api, demo: Demo) -> None:
     """Deleting a session cascades to its attendances; their triggers must not get in the way."""
     token = demo.manifest["tokens"]["admin"]

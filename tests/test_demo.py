@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy import Engine, and_, exists, func, insert, or_, select
 
 from coursebook import models as m
@@ -144,6 +145,7 @@ def test_customer_lists_follow_the_visibility_rule(demo: Demo) -> None:
     assert any(row[3] == "membership_holders" and row[1] and not row[2] for row in hidden)
 
 
+@pytest.mark.writes
 def test_new_rows_get_fresh_ids_after_generation(demo: Demo) -> None:
     with demo.engine.begin() as conn:
         new_id = conn.execute(
