@@ -1,5 +1,9 @@
 """Fixtures: demo databases per backend and clients of an app serving them.
 
+Every test that takes a backend runs on SQLite, and on PostgreSQL when
+``COURSEBOOK_TEST_DATABASE_URL`` names a server; without it, the PostgreSQL half is
+deselected at collection and the summary says so in one line.
+
 ``demo`` is the demo database tests share, read-only; a test marked ``writes`` gets a
 copy of its own instead. ``api`` calls an app serving that database in process; a test
 marked ``wire`` gets a client of a real uvicorn on a loopback port instead: HEAD, raw
@@ -16,6 +20,7 @@ import pytest
 from coursebook.settings import Settings
 from tests.support import (
     BACKENDS,
+    POSTGRES_URL,
     Api,
     Demo,
     DemoTemplate,
@@ -24,6 +29,32 @@ from tests.support import (
     in_process,
     live_server,
 )
+
+NO_POSTGRES = "PostgreSQL tests not run: set COURSEBOOK_TEST_DATABASE_URL to a server to run them"
+
+
+def pytest_report_header() -> str:
+    return "backends: sqlite, postgresql" if POSTGRES_URL else NO_POSTGRES
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Without a PostgreSQL server, deselect the PostgreSQL half instead of skipping it."""
+    if POSTGRES_URL:
+        return
+    postgresql = [item for item in items if _backend_of(item) == "postgresql"]
+    if postgresql:
+        config.hook.pytest_deselected(items=postgresql)
+        items[:] = [item for item in items if _backend_of(item) != "postgresql"]
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if not POSTGRES_URL:
+        terminalreporter.write_line(NO_POSTGRES)
+
+
+def _backend_of(item: pytest.Item) -> object:
+    callspec = getattr(item, "callspec", None)
+    return None if callspec is None else callspec.params.get("backend")
 
 
 @pytest.fixture(scope="session", params=BACKENDS)
