@@ -26,7 +26,7 @@ import httpx
 import pytest
 import uvicorn
 from anyio.from_thread import BlockingPortal, start_blocking_portal
-from sqlalchemy import Engine, create_engine, event, func, select, text
+from sqlalchemy import CursorResult, Engine, create_engine, event, func, select, text
 from sqlalchemy.engine import make_url
 
 from coursebook import models as m
@@ -312,6 +312,13 @@ def in_process(settings: Settings) -> Iterator[Api]:
         transport = _InProcessTransport(app, portal)
         with httpx.Client(transport=transport, base_url="http://testserver") as client:
             yield Api(client, app)
+
+
+def inserted_id(result: CursorResult[Any]) -> int:
+    """The primary key of the one row an INSERT's ``result`` inserted."""
+    key = result.inserted_primary_key
+    assert key is not None
+    return int(key[0])
 
 
 def free_port() -> int:

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import Table, delete, func, insert, select, update
 
 from coursebook import models as m
-from tests.support import Api, Demo
+from tests.support import Api, Demo, inserted_id
 
 PLAIN_KEYS = [
     "id",
@@ -70,7 +70,7 @@ def test_plain_retrieve_matches_the_database(api: Api, demo: Demo) -> None:
 
 def test_attending_count_follows_stored_attendances(api: Api, demo: Demo) -> None:
     with demo.engine.connect() as conn:
-        counts = dict(
+        counts: dict[int, int] = dict(
             conn.execute(
                 select(m.attendances.c.course_session_id, func.count())
                 .where(m.attendances.c.status.in_(m.ATTENDING_STATUSES))
@@ -207,7 +207,7 @@ def test_a_session_with_attendances_can_be_deleted(api: Api, demo: Demo) -> None
             select(m.course_sessions).where(m.course_sessions.c.id == source)
         ).one()
         values = {k: v for k, v in original._mapping.items() if k not in ("id", "attending_count")}
-        copy = conn.execute(insert(m.course_sessions).values(values)).inserted_primary_key[0]
+        copy = inserted_id(conn.execute(insert(m.course_sessions).values(values)))
         customer = a_customer(demo)
         conn.execute(
             insert(m.attendances),

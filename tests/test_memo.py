@@ -18,7 +18,7 @@ from coursebook import models as m
 from coursebook.db import Connections, create_db_engine
 from coursebook.memo import MAX_ENTRIES, memo
 from coursebook.tokens import create_token
-from tests.support import Api, Demo
+from tests.support import Api, Demo, inserted_id
 
 
 @pytest.fixture
@@ -89,9 +89,11 @@ def test_list_counts_follow_writes(api: Api, demo: Demo) -> None:
             .where(m.venues.c.provider_id == demo.manifest["providers"]["main"])
             .limit(1)
         )
-        room_id = conn.execute(
-            insert(m.venue_rooms).values(venue_id=venue_id, status="active", name="Memo room")
-        ).inserted_primary_key[0]
+        room_id = inserted_id(
+            conn.execute(
+                insert(m.venue_rooms).values(venue_id=venue_id, status="active", name="Memo room")
+            )
+        )
     try:
         assert count() == before + 1
     finally:
