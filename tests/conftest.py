@@ -1,21 +1,60 @@
-"""Fixtures: a migrated demo database per backend and clients of an app serving it.
+"""Fixtures: demo databases per backend and clients of an app serving them.
 
-``api`` calls the app in process. A test marked ``wire`` gets a client of a real
-uvicorn on a loopback port instead: HEAD, raw header bytes and raw request targets are
-only what they are on the wire.
+Every test that takes a backend runs on SQLite, and on PostgreSQL when
+``COURSEBOOK_TEST_DATABASE_URL`` names a server; without it, the PostgreSQL half is
+deselected at collection and the summary says so in one line.
+
+``demo`` is the demo database tests share, read-only; a test marked ``writes`` gets a
+copy of its own instead. ``api`` calls an app serving that database in process; a test
+marked ``wire`` gets a client of a real uvicorn on a loopback port instead: HEAD, raw
+header bytes and raw request targets are only what they are on the wire.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
-from coursebook.db import create_db_engine
-from coursebook.demo import generate
-from coursebook.migrate import upgrade
 from coursebook.settings import Settings
-from tests.support import BACKENDS, Api, Demo, empty_database, in_process, live_server
+from tests.support import (
+    BACKENDS,
+    POSTGRES_URL,
+    Api,
+    Demo,
+    DemoTemplate,
+    build_demo_template,
+    demo_copy,
+    in_process,
+    live_server,
+)
+
+NO_POSTGRES = "PostgreSQL tests not run: set COURSEBOOK_TEST_DATABASE_URL to a server to run them"
+
+
+def pytest_report_header() -> str:
+    return "backends: sqlite, postgresql" if POSTGRES_URL else NO_POSTGRES
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Without a PostgreSQL server, deselect the PostgreSQL half instead of skipping it."""
+    if POSTGRES_URL:
+        return
+    postgresql = [item for item in items if _backend_of(item) == "postgresql"]
+    if postgresql:
+        config.hook.pytest_deselected(items=postgresql)
+        items[:] = [item for item in items if _backend_of(item) != "postgresql"]
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if not POSTGRES_URL:
+        terminalreporter.write_line(NO_POSTGRES)
+
+
+def _backend_of(item: pytest.Item) -> object:
+    callspec = getattr(item, "callspec", None)
+    return None if callspec is None else callspec.params.get("backend")
 
 
 @pytest.fixture(scope="session", params=BACKENDS)
@@ -24,33 +63,58 @@ def backend(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture(scope="session")
-def demo(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
-    with empty_database(backend, tmp_path_factory.mktemp(backend)) as url:
-        upgrade(url)
-        engine = create_db_engine(url)
-        manifest = generate(engine, seed=42, scale="small", progress=False)
-        yield Demo(url, manifest, engine)
-        engine.dispose()
+def demo_template(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoTemplate]:
+    """The migrated demo (seed 42), built once per backend; every demo is a copy."""
+    with build_demo_template(backend, tmp_path_factory.mktemp(f"{backend}-template")) as built:
+        yield built
 
 
 @pytest.fixture(scope="session")
-def shared_api(demo: Demo) -> Iterator[Api]:
-    """An in-process client of the app serving the demo."""
-    with in_process(Settings(database_url=demo.url)) as client:
+def shared_demo(
+    backend: str, demo_template: DemoTemplate, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Demo]:
+    """The demo that tests which do not write share; its engine refuses writes."""
+    with demo_copy(demo_template, tmp_path_factory.mktemp(backend), read_only=True) as shared:
+        yield shared
+
+
+@pytest.fixture
+def demo(
+    request: pytest.FixtureRequest,
+    demo_template: DemoTemplate,
+    shared_demo: Demo,
+    tmp_path: Path,
+) -> Iterator[Demo]:
+    """The shared demo, or for a test marked ``writes`` a fresh copy of its own."""
+    if request.node.get_closest_marker("writes") is None:
+        yield shared_demo
+        return
+    with demo_copy(demo_template, tmp_path) as own:
+        yield own
+
+
+@pytest.fixture(scope="session")
+def shared_api(shared_demo: Demo) -> Iterator[Api]:
+    """An in-process client of the app serving the shared demo."""
+    with in_process(Settings(database_url=shared_demo.url)) as client:
         yield client
 
 
 @pytest.fixture(scope="session")
-def live_api(demo: Demo) -> Iterator[Api]:
-    """A client of uvicorn serving the demo on a loopback port."""
-    with live_server(Settings(database_url=demo.url)) as client:
+def live_api(shared_demo: Demo) -> Iterator[Api]:
+    """A client of uvicorn serving the shared demo on a loopback port."""
+    with live_server(Settings(database_url=shared_demo.url)) as client:
         yield client
 
 
 @pytest.fixture
-def api(request: pytest.FixtureRequest, demo: Demo) -> Api:
-    """The client of the demo this test needs: in process, or over the wire when marked
+def api(request: pytest.FixtureRequest, demo: Demo, shared_demo: Demo) -> Iterator[Api]:
+    """A client of an app serving ``demo``: in process, or over the wire when marked
     ``wire``."""
     wire = request.node.get_closest_marker("wire") is not None
-    client: Api = request.getfixturevalue("live_api" if wire else "shared_api")
-    return client
+    if demo is shared_demo:
+        client: Api = request.getfixturevalue("live_api" if wire else "shared_api")
+        yield client
+        return
+    with (live_server if wire else in_process)(Settings(database_url=demo.url)) as own:
+        yield own

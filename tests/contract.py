@@ -20,28 +20,32 @@ DATETIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?Z$")
 formats = jsonschema.FormatChecker(formats=())
 
 
-@formats.checks("date-time")
 def _is_datetime(value: object) -> bool:
     """RFC 3339 in UTC with ``Z``, as SEMANTICS.md section 7 requires."""
     return not isinstance(value, str) or bool(DATETIME.match(value))
 
 
-@formats.checks("date", raises=ValueError)
 def _is_date(value: object) -> bool:
     return not isinstance(value, str) or bool(date.fromisoformat(value)) and len(value) == 10
 
 
-@formats.checks("time", raises=ValueError)
 def _is_time(value: object) -> bool:
     return not isinstance(value, str) or (len(value) == 8 and time.fromisoformat(value) is not None)
 
 
-@formats.checks("uri")
 def _is_uri(value: object) -> bool:
     if not isinstance(value, str):
         return True
     parts = urlsplit(value)
     return bool(parts.scheme and parts.netloc)
+
+
+# Registered by call rather than as decorators: jsonschema ships no types, and a decorator
+# typed Any would make each checker untyped.
+formats.checks("date-time")(_is_datetime)
+formats.checks("date", raises=ValueError)(_is_date)
+formats.checks("time", raises=ValueError)(_is_time)
+formats.checks("uri")(_is_uri)
 
 
 @cache

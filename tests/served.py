@@ -28,7 +28,8 @@ def _registry(served: bytes, sparse: bool) -> Registry[Any]:
     if sparse:
         document = without_required(document)
     resource = Resource.from_contents(document, default_specification=DRAFT202012)
-    return Registry().with_resource("urn:served", resource)
+    registry: Registry[Any] = Registry().with_resource("urn:served", resource)
+    return registry
 
 
 def _operation_pointer(document: dict[str, Any], path: str, status: int) -> str | None:

@@ -10,26 +10,30 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import socket
+import sqlite3
 import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator, MutableMapping
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 import uvicorn
 from anyio.from_thread import BlockingPortal, start_blocking_portal
-from sqlalchemy import Engine, create_engine, func, select, text
+from sqlalchemy import CursorResult, Engine, create_engine, event, func, select, text
 from sqlalchemy.engine import make_url
 
 from coursebook import models as m
 from coursebook.app import CoursebookApp, create_app
-from coursebook.db import StatementCounter
-from coursebook.demo import Manifest
+from coursebook.db import StatementCounter, create_db_engine
+from coursebook.demo import Manifest, generate
+from coursebook.migrate import upgrade
 from coursebook.routes import ROUTES, Document, Retrieve
 from coursebook.settings import Settings
 from tests.contract import validate
@@ -55,12 +59,14 @@ FULL_EXPANSION = ",".join(
 
 
 @contextmanager
-def scratch_postgres(server_url: str) -> Iterator[str]:
-    """A new, empty PostgreSQL database on ``server_url``'s server, dropped on exit."""
+def scratch_postgres(server_url: str, template: str | None = None) -> Iterator[str]:
+    """A new PostgreSQL database on ``server_url``'s server, dropped on exit: empty, or a
+    copy of the database named ``template`` (which nothing may be connected to)."""
     name = f"coursebook_test_{uuid.uuid4().hex[:12]}"
     admin = create_engine(server_url, isolation_level="AUTOCOMMIT")
+    copy = f' TEMPLATE "{template}"' if template else ""
     with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
+        conn.execute(text(f'CREATE DATABASE "{name}"{copy}'))
     try:
         yield make_url(server_url).set(database=name).render_as_string(hide_password=False)
     finally:
@@ -81,6 +87,27 @@ def empty_database(backend: str, directory: Any) -> Iterator[str]:
         yield url
 
 
+@contextmanager
+def database_copy(url: str, directory: Any) -> Iterator[str]:
+    """The URL of a new database holding what the one at ``url`` holds.
+
+    Nothing may be connected to ``url``: a SQLite file is copied whole (its write-ahead
+    log checkpointed away when its last connection closed), a PostgreSQL database is
+    its copy's template.
+    """
+    source = make_url(url)
+    if source.get_backend_name() == "sqlite":
+        assert source.database is not None
+        assert not Path(f"{source.database}-wal").exists(), "the template is still open"
+        target = Path(directory) / f"coursebook-{uuid.uuid4().hex[:8]}.sqlite3"
+        shutil.copyfile(source.database, target)
+        yield f"sqlite:///{target}"
+        return
+    assert POSTGRES_URL is not None
+    with scratch_postgres(POSTGRES_URL, template=source.database) as copy:
+        yield copy
+
+
 @dataclass(frozen=True)
 class Demo:
     """A migrated database holding the small demo dataset (seed 42)."""
@@ -88,6 +115,51 @@ class Demo:
     url: str
     manifest: Manifest
     engine: Engine
+
+
+@dataclass(frozen=True)
+class DemoTemplate:
+    """A database holding the demo that nothing is connected to: demos are its copies."""
+
+    url: str
+    manifest: Manifest
+
+
+@contextmanager
+def build_demo_template(backend: str, directory: Any) -> Iterator[DemoTemplate]:
+    """Migrate a new database of ``backend``, generate the demo in it and close it."""
+    with empty_database(backend, directory) as url:
+        upgrade(url)
+        engine = create_db_engine(url)
+        manifest = generate(engine, seed=42, scale="small", progress=False)
+        engine.dispose()
+        yield DemoTemplate(url, manifest)
+
+
+@contextmanager
+def demo_copy(template: DemoTemplate, directory: Any, *, read_only: bool = False) -> Iterator[Demo]:
+    """A new demo database copied from ``template``; ``read_only``: its engine refuses
+    to write (the app serving it has its own engine)."""
+    with database_copy(template.url, directory) as copy:
+        engine = create_db_engine(copy)
+        if read_only:
+            event.listen(engine, "connect", _refuse_writes)
+        try:
+            yield Demo(copy, template.manifest, engine)
+        finally:
+            engine.dispose()
+
+
+def _refuse_writes(dbapi_connection: Any, _record: Any) -> None:
+    """Make a new connection read-only: a write through it fails with a driver error."""
+    if isinstance(dbapi_connection, sqlite3.Connection):
+        dbapi_connection.execute("PRAGMA query_only = ON")
+        return
+    autocommit = dbapi_connection.autocommit
+    dbapi_connection.autocommit = True
+    with dbapi_connection.cursor() as cursor:
+        cursor.execute("SET default_transaction_read_only = on")
+    dbapi_connection.autocommit = autocommit
 
 
 class Api:
@@ -243,6 +315,13 @@ def in_process(settings: Settings) -> Iterator[Api]:
         transport = _InProcessTransport(app, portal)
         with httpx.Client(transport=transport, base_url="http://testserver") as client:
             yield Api(client, app)
+
+
+def inserted_id(result: CursorResult[Any]) -> int:
+    """The primary key of the one row an INSERT's ``result`` inserted."""
+    key = result.inserted_primary_key
+    assert key is not None
+    return int(key[0])
 
 
 def free_port() -> int:

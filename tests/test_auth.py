@@ -58,6 +58,7 @@ def test_dead_tokens_fail(api: Api, demo: Demo, role: str) -> None:
 @pytest.mark.wire
 @pytest.mark.parametrize("token", ["cb_" + "x" * 43, "nonsense", "é" * 10, "x" * 300])
 def test_unknown_tokens_fail(api: Api, demo: Demo, token: str) -> None:
+    # A bytes value goes as these bytes (UTF-8 here); httpx accepts it, its types do not.
     response = api.get(path(demo), headers={"Authorization": f"Bearer {token}".encode()})  # type: ignore[dict-item]
     assert response.status_code == 401
     assert response.json()["code"] == "authentication_failed"

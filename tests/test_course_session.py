@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import Table, delete, func, insert, select, update
 
 from coursebook import models as m
-from tests.support import Api, Demo
+from tests.support import Api, Demo, inserted_id
 
 PLAIN_KEYS = [
     "id",
@@ -70,7 +70,7 @@ def test_plain_retrieve_matches_the_database(api: Api, demo: Demo) -> None:
 
 def test_attending_count_follows_stored_attendances(api: Api, demo: Demo) -> None:
     with demo.engine.connect() as conn:
-        counts = dict(
+        counts: dict[int, int] = dict(
             conn.execute(
                 select(m.attendances.c.course_session_id, func.count())
                 .where(m.attendances.c.status.in_(m.ATTENDING_STATUSES))
@@ -136,6 +136,7 @@ def a_customer(demo: Demo) -> int:
     return int(customer)
 
 
+@pytest.mark.writes
 def test_attending_count_follows_every_write_to_attendances(api: Api, demo: Demo) -> None:
     """The count is kept by triggers on ``attendances`` (migration 0004), whoever writes."""
     token = demo.manifest["tokens"]["admin"]
@@ -159,6 +160,7 @@ def test_attending_count_follows_every_write_to_attendances(api: Api, demo: Demo
     )
 
 
+@pytest.mark.writes
 def test_active_member_count_follows_every_write_to_customer_memberships(
     api: Api, demo: Demo
 ) -> None:
@@ -195,6 +197,7 @@ def test_active_member_count_follows_every_write_to_customer_memberships(
     )
 
 
+@pytest.mark.writes
 def test_a_session_with_attendances_can_be_deleted(api: Api, demo: Demo) -> None:
     """Deleting a session cascades to its attendances; their triggers must not get in the way."""
     token = demo.manifest["tokens"]["admin"]
@@ -204,7 +207,7 @@ def test_a_session_with_attendances_can_be_deleted(api: Api, demo: Demo) -> None
             select(m.course_sessions).where(m.course_sessions.c.id == source)
         ).one()
         values = {k: v for k, v in original._mapping.items() if k not in ("id", "attending_count")}
-        copy = conn.execute(insert(m.course_sessions).values(values)).inserted_primary_key[0]
+        copy = inserted_id(conn.execute(insert(m.course_sessions).values(values)))
         customer = a_customer(demo)
         conn.execute(
             insert(m.attendances),

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy import Engine, and_, exists, func, insert, or_, select
 
 from coursebook import models as m
@@ -12,7 +13,7 @@ from coursebook.db import create_db_engine
 from coursebook.demo import ROLES, generate
 from coursebook.migrate import upgrade
 from coursebook.tokens import hash_token
-from tests.support import Demo
+from tests.support import Demo, inserted_id
 
 SESSION_LISTS = {
     "main",
@@ -144,10 +145,11 @@ def test_customer_lists_follow_the_visibility_rule(demo: Demo) -> None:
     assert any(row[3] == "membership_holders" and row[1] and not row[2] for row in hidden)
 
 
+@pytest.mark.writes
 def test_new_rows_get_fresh_ids_after_generation(demo: Demo) -> None:
     with demo.engine.begin() as conn:
-        new_id = conn.execute(
-            insert(m.users).values(email="new.user@example.com", name="New User")
-        ).inserted_primary_key[0]
+        new_id = inserted_id(
+            conn.execute(insert(m.users).values(email="new.user@example.com", name="New User"))
+        )
         assert conn.scalar(select(func.count()).where(m.users.c.id == new_id)) == 1
         conn.rollback()

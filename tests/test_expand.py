@@ -162,8 +162,8 @@ def test_unknown_names_list_what_can_be_expanded(api: Api, demo: Demo) -> None:
 
 
 @pytest.fixture(scope="module")
-def small_budget(demo: Demo) -> Iterator[Api]:
-    with in_process(Settings(database_url=demo.url, max_expanded_objects=120)) as client:
+def small_budget(shared_demo: Demo) -> Iterator[Api]:
+    with in_process(Settings(database_url=shared_demo.url, max_expanded_objects=120)) as client:
         yield client
 
 

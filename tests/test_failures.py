@@ -11,7 +11,6 @@ import re
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -24,8 +23,7 @@ from coursebook import models as m
 from coursebook.db import create_db_engine
 from coursebook.demo import generate
 from coursebook.migrate import upgrade
-from coursebook.settings import Settings
-from tests.support import Demo, empty_database, free_port, in_process
+from tests.support import Api, Demo, empty_database, free_port
 
 
 def test_migrations_match_the_models(demo: Demo) -> None:
@@ -66,42 +64,36 @@ def test_upgrading_fills_the_kept_counts_of_existing_rows(backend: str, tmp_path
 
 
 @pytest.fixture
-def broken_database(backend: str, tmp_path: Path) -> Iterator[tuple[str, dict[str, object]]]:
-    """A demo database whose availability schedules hold data the code cannot read."""
-    with empty_database(backend, tmp_path) as url:
-        upgrade(url)
-        engine = create_db_engine(url)
-        manifest = generate(engine, seed=5, scale="small", progress=False)
-        with engine.begin() as conn:
-            conn.execute(update(m.availability_schedules).values(weekly_ranges=5))
-        engine.dispose()
-        yield url, dict(manifest)
+def broken_demo(demo: Demo) -> Demo:
+    """The test's own demo, whose availability schedules hold data the code cannot read."""
+    with demo.engine.begin() as conn:
+        conn.execute(update(m.availability_schedules).values(weekly_ranges=5))
+    return demo
 
 
+@pytest.mark.writes
 def test_unexpected_errors_are_bare_500s_with_a_request_id(
-    broken_database: tuple[str, dict[str, object]], caplog: pytest.LogCaptureFixture
+    api: Api, broken_demo: Demo, caplog: pytest.LogCaptureFixture
 ) -> None:
-    url, manifest = broken_database
-    token = manifest["tokens"]["admin"]  # type: ignore[index]
-    session_id = manifest["course_sessions"]["main"][0]  # type: ignore[index]
+    token = broken_demo.manifest["tokens"]["admin"]
+    session_id = broken_demo.manifest["course_sessions"]["main"][0]
     caplog.set_level(logging.ERROR, logger="coursebook")
-    with in_process(Settings(database_url=url)) as api:
-        expand = "instructors.availability_schedules"
-        for output in ("json", "xml"):
-            response = api.get(
-                f"/api/v2/course_sessions/{session_id}",
-                token,
-                params={"expand": expand, "format": output},
-            )
-            assert response.status_code == 500
-            assert response.headers["content-type"].startswith(f"application/{output}")
-            request_id = response.headers["x-request-id"]
-            assert re.fullmatch(r"[0-9a-f]{32}", request_id)
-            for leak in ("Traceback", "Error:", "weekly_ranges", "SELECT", token):
-                assert leak not in response.text
-            assert request_id in caplog.text
-        # The rest of the service keeps answering.
-        assert api.get(f"/api/v2/course_sessions/{session_id}", token).status_code == 200
+    expand = "instructors.availability_schedules"
+    for output in ("json", "xml"):
+        response = api.get(
+            f"/api/v2/course_sessions/{session_id}",
+            token,
+            params={"expand": expand, "format": output},
+        )
+        assert response.status_code == 500
+        assert response.headers["content-type"].startswith(f"application/{output}")
+        request_id = response.headers["x-request-id"]
+        assert re.fullmatch(r"[0-9a-f]{32}", request_id)
+        for leak in ("Traceback", "Error:", "weekly_ranges", "SELECT", token):
+            assert leak not in response.text
+        assert request_id in caplog.text
+    # The rest of the service keeps answering.
+    assert api.get(f"/api/v2/course_sessions/{session_id}", token).status_code == 200
     assert "Traceback" in caplog.text or "AttributeError" in caplog.text
     assert token not in caplog.text
 

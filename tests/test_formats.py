@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree
 
@@ -18,12 +17,8 @@ import pytest
 from sqlalchemy import Connection, select, update
 
 from coursebook import models as m
-from coursebook.db import create_db_engine
-from coursebook.demo import generate
-from coursebook.migrate import upgrade
-from coursebook.settings import Settings
 from tests.served import parse_xml
-from tests.support import FULL_EXPANSION, Api, Demo, empty_database, get, in_process, rich_session
+from tests.support import FULL_EXPANSION, Api, Demo, get, rich_session
 
 PROLOG = b'<?xml version="1.0" encoding="utf-8"?>\n<root>'
 XML_TYPE = "application/xml; charset=utf-8"
@@ -204,52 +199,40 @@ def _course_of(conn: Connection, session_id: int) -> int:
     return int(conn.execute(select(cs.c.course_id).where(cs.c.id == session_id)).scalar_one())
 
 
-def test_special_characters_and_null_names(backend: str, tmp_path: Path) -> None:
+@pytest.mark.writes
+def test_special_characters_and_null_names(api: Api, demo: Demo) -> None:
     """On a database of its own: a course name full of markup, and a course without one."""
-    with empty_database(backend, tmp_path) as url:
-        upgrade(url)
-        engine = create_db_engine(url)
-        try:
-            manifest = generate(engine, seed=7, scale="small", progress=False)
-            session_id = manifest["course_sessions"]["main"][0]
-            with engine.begin() as conn:
-                course_id = _course_of(conn, session_id)
-                unnamed_id = next(
-                    s
-                    for s in manifest["course_sessions"]["main"]
-                    if _course_of(conn, s) != course_id
-                )
-                courses = m.courses.c
-                conn.execute(
-                    update(m.courses).where(courses.id == course_id).values(name=TRICKY_NAME)
-                )
-                conn.execute(
-                    update(m.courses)
-                    .where(courses.id == _course_of(conn, unnamed_id))
-                    .values(name=None)
-                )
-            with in_process(Settings(database_url=url)) as api:
-                token = manifest["tokens"]["admin"]
-                params = {"expand": "course"}
-                plain = api.get(_url(session_id), token, params=params)
-                assert plain.status_code == 200
-                assert plain.json()["name"] == TRICKY_NAME
-                assert plain.json()["course"]["name"] == TRICKY_NAME
-                assert b'"name":"<b>&\\"Fun\\"</b>"' in plain.content
+    manifest = demo.manifest
+    session_id = manifest["course_sessions"]["main"][0]
+    with demo.engine.begin() as conn:
+        course_id = _course_of(conn, session_id)
+        unnamed_id = next(
+            s for s in manifest["course_sessions"]["main"] if _course_of(conn, s) != course_id
+        )
+        courses = m.courses.c
+        conn.execute(update(m.courses).where(courses.id == course_id).values(name=TRICKY_NAME))
+        conn.execute(
+            update(m.courses).where(courses.id == _course_of(conn, unnamed_id)).values(name=None)
+        )
+    token = manifest["tokens"]["admin"]
+    params = {"expand": "course"}
+    plain = api.get(_url(session_id), token, params=params)
+    assert plain.status_code == 200
+    assert plain.json()["name"] == TRICKY_NAME
+    assert plain.json()["course"]["name"] == TRICKY_NAME
+    assert b'"name":"<b>&\\"Fun\\"</b>"' in plain.content
 
-                xml = get_xml(api, _url(session_id), token, params={**params, "format": "xml"})
-                escaped = b'<name>&lt;b&gt;&amp;"Fun"&lt;/b&gt;</name>'
-                assert xml.content.count(escaped) == 2
-                assert b"<b>" not in xml.content
-                parsed = parse_xml(xml.content)
-                assert parsed["name"] == TRICKY_NAME
-                assert parsed["course"]["name"] == TRICKY_NAME
+    xml = get_xml(api, _url(session_id), token, params={**params, "format": "xml"})
+    escaped = b'<name>&lt;b&gt;&amp;"Fun"&lt;/b&gt;</name>'
+    assert xml.content.count(escaped) == 2
+    assert b"<b>" not in xml.content
+    parsed = parse_xml(xml.content)
+    assert parsed["name"] == TRICKY_NAME
+    assert parsed["course"]["name"] == TRICKY_NAME
 
-                unnamed = get_xml(api, _url(unnamed_id), token, params={"format": "xml"})
-                assert api.get(_url(unnamed_id), token).json()["name"] is None
-                assert "<object>course_session</object><name></name><starts_at>" in unnamed.text
-        finally:
-            engine.dispose()
+    unnamed = get_xml(api, _url(unnamed_id), token, params={"format": "xml"})
+    assert api.get(_url(unnamed_id), token).json()["name"] is None
+    assert "<object>course_session</object><name></name><starts_at>" in unnamed.text
 
 
 # -- dates and times -------------------------------------------------------------------

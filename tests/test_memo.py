@@ -18,7 +18,7 @@ from coursebook import models as m
 from coursebook.db import Connections, create_db_engine
 from coursebook.memo import MAX_ENTRIES, memo
 from coursebook.tokens import create_token
-from tests.support import Api, Demo
+from tests.support import Api, Demo, inserted_id
 
 
 @pytest.fixture
@@ -41,6 +41,7 @@ def session_path(demo: Demo) -> str:
     return f"/api/v2/course_sessions/{demo.manifest['course_sessions']['main'][0]}"
 
 
+@pytest.mark.writes
 def test_a_revoked_token_fails_on_the_next_request(
     api: Api, demo: Demo, fresh_token: tuple[int, str]
 ) -> None:
@@ -58,6 +59,7 @@ def test_a_revoked_token_fails_on_the_next_request(
     assert response.json()["message"] == "Token has been revoked."
 
 
+@pytest.mark.writes
 def test_a_changed_permission_applies_on_the_next_request(
     api: Api, demo: Demo, fresh_token: tuple[int, str]
 ) -> None:
@@ -70,6 +72,7 @@ def test_a_changed_permission_applies_on_the_next_request(
     assert api.get(session_path(demo), secret).status_code == 403
 
 
+@pytest.mark.writes
 def test_list_counts_follow_writes(api: Api, demo: Demo) -> None:
     token = demo.manifest["tokens"]["admin"]
 
@@ -86,9 +89,11 @@ def test_list_counts_follow_writes(api: Api, demo: Demo) -> None:
             .where(m.venues.c.provider_id == demo.manifest["providers"]["main"])
             .limit(1)
         )
-        room_id = conn.execute(
-            insert(m.venue_rooms).values(venue_id=venue_id, status="active", name="Memo room")
-        ).inserted_primary_key[0]
+        room_id = inserted_id(
+            conn.execute(
+                insert(m.venue_rooms).values(venue_id=venue_id, status="active", name="Memo room")
+            )
+        )
     try:
         assert count() == before + 1
     finally:
@@ -97,6 +102,7 @@ def test_list_counts_follow_writes(api: Api, demo: Demo) -> None:
     assert count() == before
 
 
+@pytest.mark.writes
 def test_statements_with_a_cold_and_a_warm_memo(
     api: Api, demo: Demo, fresh_token: tuple[int, str]
 ) -> None:
@@ -158,6 +164,7 @@ def test_a_memo_past_its_bound_starts_again(tmp_path: Path) -> None:
     connections.close()
 
 
+@pytest.mark.writes
 def test_a_request_reads_one_snapshot(api: Api, demo: Demo) -> None:
     """A write committed between two statements of one request is not half in it.
 
