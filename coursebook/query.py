@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import CompoundSelect, Connection, Select, TextualSelect
 from sqlalchemy.engine import Dialect
@@ -60,7 +60,13 @@ class _Rendered:
 def _render(prepared: _Compiled, dialect: Dialect, params: Mapping[str, Any]) -> _Rendered:
     """Render the SQL for the list lengths of ``params`` and plan its arguments."""
     state = prepared.compiled.construct_expanded_state(params)
-    processors = state.processors
+    # The expanded state holds the processors of IN-list items only; the compiled
+    # statement's own map (what ``Connection.execute`` uses) holds every other one.
+    # (A sequence of processors is for tuple-typed binds, which no statement here has.)
+    compiled_processors = cast(
+        Mapping[str, Callable[[Any], Any]], prepared.compiled._bind_processors
+    )
+    processors = {**compiled_processors, **state.processors}
     positional = state.positiontup is not None and bool(dialect.positional)
     names = list(state.positiontup or ()) if positional else list(state.parameters)
     expanded = {
