@@ -325,6 +325,7 @@ def inserted_id(result: CursorResult[Any]) -> int:
 
 
 def free_port() -> int:
+    """A loopback port nothing listens on now."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
@@ -394,6 +395,7 @@ def rich_session(demo: Demo, *, big_course: bool) -> int:
 
 
 def get(api: Api, demo: Demo, session_id: int, **params: str) -> Any:
+    """The admin's 200 answer for a session with query ``params``, as JSON."""
     response = api.get(
         f"/api/v2/course_sessions/{session_id}", demo.manifest["tokens"]["admin"], params=params
     )
@@ -402,6 +404,7 @@ def get(api: Api, demo: Demo, session_id: int, **params: str) -> Any:
 
 
 def error(api: Api, demo: Demo, **params: str) -> dict[str, Any]:
+    """The admin's 400 ``parameter_invalid`` answer for query ``params``, as JSON."""
     session_id = demo.manifest["course_sessions"]["main"][0]
     response = api.get(
         f"/api/v2/course_sessions/{session_id}", demo.manifest["tokens"]["admin"], params=params

@@ -62,7 +62,7 @@ def test_plain_retrieve_matches_the_database(api: Api, demo: Demo) -> None:
     assert body["course"] == row.course_id
     assert body["starts_at"].startswith(row.starts_at.strftime("%Y-%m-%dT%H:%M:%S"))
     assert body["starts_at"].endswith("Z")
-    assert body["instructors"] == (f"{api.base_url}/api/v2/instructors?course_session={session_id}")
+    assert body["instructors"] == f"{api.base_url}/api/v2/instructors?course_session={session_id}"
     prefix = f"/p/{row.provider_id}-{row.slug}/"
     assert body["customer_url"] == f"{prefix}c/course_sessions/{session_id}"
     assert body["provider_url"] == f"{prefix}course_sessions/{session_id}"
