@@ -33,4 +33,4 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.run $(if $(QUICK),--quick) $(if $(PROFILE),--profile)
 
 clean:
-	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .venv-* var .pytest_cache .mypy_cache .ruff_cache .hypothesis .schemathesis

@@ -30,13 +30,15 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, MutableMapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
+
+from coursebook.demo import FULL_EXPANSION
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "var" / "bench"
@@ -50,20 +52,6 @@ DATASET_VERSION = 2
 ORDINARY_COURSE_LIMIT = 100
 #: Most session ids R1-R4 cycle through, evenly spaced over the ordinary ones.
 SCENARIO_IDS = 400
-
-FULL_EXPANSION = ",".join(
-    [
-        "venue.venue_rooms",
-        "instructors.availability_schedules",
-        "instructors.icalendar_links",
-        "course.offering_type.category",
-        "course.offering_type.instructors.availability_schedules",
-        "course.offering_type.memberships",
-        "course.offering_type.registration_timelines",
-        "course.offering_type.availability_schedule_offering_types",
-        "course.course_sessions",
-    ]
-)
 
 #: name -> (description, query string or list path template)
 SCENARIOS: dict[str, tuple[str, str]] = {
@@ -333,7 +321,7 @@ def count_statements(database: Path, token: str, paths: list[str]) -> float:
         async def receive() -> dict[str, Any]:
             return {"type": "http.request", "body": b""}
 
-        async def send(message: dict[str, Any]) -> None:
+        async def send(message: MutableMapping[str, Any]) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]

@@ -77,6 +77,23 @@ SCALES: dict[ScaleName, tuple[Scale, Scale]] = {
 }
 
 #: Sessions of the main provider's first course: tests need one course with >= 200.
+
+#: The expansion that reaches every relation of a demo session, as deep as each goes:
+#: the fullest response (the benchmark's R2, and the tests' largest expansion).
+FULL_EXPANSION = ",".join(
+    [
+        "venue.venue_rooms",
+        "instructors.availability_schedules",
+        "instructors.icalendar_links",
+        "course.offering_type.category",
+        "course.offering_type.instructors.availability_schedules",
+        "course.offering_type.memberships",
+        "course.offering_type.registration_timelines",
+        "course.offering_type.availability_schedule_offering_types",
+        "course.course_sessions",
+    ]
+)
+
 LONG_COURSE_SESSIONS = 220
 #: Most ids per manifest list at medium and large scale (small lists everything).
 SAMPLE_SIZE = 200

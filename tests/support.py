@@ -42,21 +42,6 @@ from tests.served import as_xml_values, parse_xml, validate_served
 POSTGRES_URL = os.environ.get("COURSEBOOK_TEST_DATABASE_URL")
 BACKENDS = ["sqlite", "postgresql"]
 
-#: Every expandable and deferred relation, as deep as each goes: the fullest response.
-FULL_EXPANSION = ",".join(
-    [
-        "venue.venue_rooms",
-        "instructors.availability_schedules",
-        "instructors.icalendar_links",
-        "course.offering_type.category",
-        "course.offering_type.instructors.availability_schedules",
-        "course.offering_type.memberships",
-        "course.offering_type.registration_timelines",
-        "course.offering_type.availability_schedule_offering_types",
-        "course.course_sessions",
-    ]
-)
-
 
 @contextmanager
 def scratch_postgres(server_url: str, template: str | None = None) -> Iterator[str]:

@@ -9,8 +9,9 @@ import pytest
 from sqlalchemy import func, select
 
 from coursebook import models as m
+from coursebook.demo import FULL_EXPANSION
 from coursebook.settings import Settings
-from tests.support import FULL_EXPANSION, Api, Demo, error, get, in_process, rich_session
+from tests.support import Api, Demo, error, get, in_process, rich_session
 
 
 def test_full_expansion_holds_every_relation(api: Api, demo: Demo) -> None:

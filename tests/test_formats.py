@@ -17,8 +17,9 @@ import pytest
 from sqlalchemy import Connection, select, update
 
 from coursebook import models as m
+from coursebook.demo import FULL_EXPANSION
 from tests.served import parse_xml
-from tests.support import FULL_EXPANSION, Api, Demo, get, rich_session
+from tests.support import Api, Demo, get, rich_session
 
 PROLOG = b'<?xml version="1.0" encoding="utf-8"?>\n<root>'
 XML_TYPE = "application/xml; charset=utf-8"

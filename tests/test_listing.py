@@ -10,7 +10,8 @@ import pytest
 from sqlalchemy import select
 
 from coursebook import models as m
-from tests.support import FULL_EXPANSION, Api, Demo, get, rich_session
+from coursebook.demo import FULL_EXPANSION
+from tests.support import Api, Demo, get, rich_session
 
 
 def walk(api: Api, token: str, url: str, **headers: str) -> list[dict[str, Any]]:

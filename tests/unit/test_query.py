@@ -144,20 +144,9 @@ def test_list_items_and_parameters_compare_as_the_column_stores_them(engine: Eng
     assert [row["id"] for row in rows(engine, by_flags, flags=[False])] == [3, 6, 9]
 
 
-#: ``Query`` takes bind processors from ``ExpandedState.processors``, which holds only
-#: those of IN-list items: a parameter outside a list (or a constant of the statement) is
-#: sent unprocessed. No statement of the app binds such a value of a type with a bind
-#: processor (ids and text only), so no answer is wrong today.
-PLAIN_PARAMETERS_UNPROCESSED = (
-    "coursebook/query.py sends a parameter outside an IN list without its bind processor"
-)
-
-
-def test_a_plain_datetime_parameter_compares_as_the_column_stores_it(
-    engine: Engine, request: pytest.FixtureRequest
-) -> None:
-    if engine.dialect.name == "sqlite":  # PostgreSQL's driver binds datetimes itself
-        request.applymarker(pytest.mark.xfail(strict=True, reason=PLAIN_PARAMETERS_UNPROCESSED))
+def test_a_plain_datetime_parameter_compares_as_the_column_stores_it(engine: Engine) -> None:
+    """A parameter outside an IN list goes through its bind processor too (SQLite stores
+    date-times as text in its own format)."""
     after = Query(select(t.id).where(t.at >= bindparam("after")).order_by(t.id))
     found = rows(engine, after, after=START + timedelta(hours=8))
     assert [row["id"] for row in found] == [8, 9, 10]
