@@ -8,6 +8,7 @@ dependency machinery (see docs/architecture.md).
 
 from __future__ import annotations
 
+import gc
 import logging
 import re
 import uuid
@@ -199,6 +200,11 @@ class CoursebookApp:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
+                # What exists now (modules, the graph, compiled statements) lives as long as
+                # the process: out of the collector's sight, a full collection scans only
+                # what requests make, a millisecond instead of tens (a p99 pause under load).
+                gc.collect()
+                gc.freeze()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 self.connections.close()

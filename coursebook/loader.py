@@ -126,10 +126,10 @@ def load(
     The rows themselves count against the budget (one object each), then every object
     loaded below them, as many times as it will be rendered.
     """
+    if not projection.children and len(rows) <= budget:
+        return ()
     loader = _Loader(conn, access, budget, base_url)
     loader.spend(len(rows), projection.resource.name)
-    if not projection.children:
-        return ()
     return loader.level(projection, rows, {row["id"]: 1 for row in rows})
 
 

@@ -106,6 +106,8 @@ class Route:
 
     def convert(self, raw: dict[str, str]) -> dict[str, Any]:
         """The parameters through their converters; ``ValueError`` for one that is not valid."""
+        if not raw:
+            return raw
         return {name: self.convertors[name].convert(value) for name, value in raw.items()}
 
     def url_path_for(self, **params: Any) -> str:

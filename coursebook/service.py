@@ -52,13 +52,10 @@ class Caller(NamedTuple):
 
     principal: Principal
     access: Access
+    #: (resource, field) pairs this caller may not ask for.
+    hidden_fields: frozenset[tuple[str, str]]
     ctx: RenderContext
     memo: Memo
-
-    @property
-    def hidden_fields(self) -> frozenset[tuple[str, str]]:
-        """(resource, field) pairs this caller may not ask for."""
-        return self.access.hidden_fields
 
 
 def authorize(conn: Connection, credentials: Credentials, base_url: str) -> Caller:
@@ -69,7 +66,9 @@ def authorize(conn: Connection, credentials: Credentials, base_url: str) -> Call
     access = remembered.get(
         ("access", principal.token_id, provider, mode), resolve, principal, provider, mode
     )
-    return Caller(principal, access, RenderContext(base_url, access.redact_permissions), remembered)
+    scope = access.scope
+    ctx = RenderContext(base_url, scope.redact_permissions)
+    return Caller(principal, access, scope.hidden_fields, ctx, remembered)
 
 
 def project(caller: Caller, resource: Resource, query: Query) -> Projection:
