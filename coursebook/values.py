@@ -2,15 +2,45 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Callable
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, tzinfo
+from zoneinfo import ZoneInfo
 
 from coursebook.errors import invalid
 from coursebook.ids import ID
 
+logger = logging.getLogger("coursebook")
+
 #: The most ids one id filter may name.
 MAX_IDS = 500
+
+
+class _Zones(dict[str, tzinfo]):
+    """IANA zone names to their ``ZoneInfo``, each looked up once: ``ZONES[name]``.
+
+    A name the zone database does not know is UTC (and a warning, once): a venue's
+    misspelt zone must not make its sessions unreadable.
+    """
+
+    #: Names come from the database, not from requests; this only bounds a pathological
+    #: table's worth of distinct names.
+    limit = 4096
+
+    def __missing__(self, name: str) -> tzinfo:
+        if len(self) >= self.limit:
+            self.clear()
+        try:
+            found: tzinfo = ZoneInfo(name)
+        except (KeyError, ValueError, OSError):  # not found, not a zone key, not a zone file
+            logger.warning("Unknown time zone %r: its date-times are written in UTC", name)
+            found = UTC
+        self[name] = found
+        return found
+
+
+ZONES = _Zones()
 
 
 def iso_datetime(value: datetime) -> str:
@@ -18,6 +48,34 @@ def iso_datetime(value: datetime) -> str:
     if value.tzinfo is not None:
         value = value.astimezone(UTC).replace(tzinfo=None)
     return value.isoformat(timespec="milliseconds") + "Z"
+
+
+def local_datetime(value: datetime, zone: str) -> str:
+    """``value`` as TeamUp writes date-times: RFC 3339 in whole seconds, at the offset the
+    IANA zone ``zone`` has at that instant, ``Z`` when the offset is zero
+    (``2026-03-30T06:30:00+01:00``, ``2026-01-29T06:30:00Z``).
+
+    A naive ``value`` (SQLite stores no offset) is UTC. Fractions of a second are
+    dropped, not rounded, so a date-time never moves into the next second (or minute, or
+    day). Where the local time cannot be written, the date-time is written in UTC: an
+    offset with seconds (local mean time, before a zone adopted standard time) is not
+    RFC 3339, and near year 1 or 9999 the local time may not exist.
+    """
+    tz = ZONES[zone]
+    try:
+        if value.tzinfo is None:
+            # ``combine`` attaches the zone much faster than ``replace(tzinfo=...)``.
+            local = tz.fromutc(datetime.combine(value, value.time(), tz))
+        else:
+            local = value.astimezone(tz)
+    except OverflowError:  # within hours of year 1 or 9999, the local time does not exist
+        return local_datetime(value, "UTC")
+    text = local.isoformat("T", "seconds")
+    if text.endswith("+00:00"):
+        return text[:19] + "Z"
+    if len(text) == 25:
+        return text
+    return local_datetime(value, "UTC")
 
 
 def iso_date(value: date | None) -> str | None:
