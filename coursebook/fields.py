@@ -5,6 +5,7 @@ stages that read the graph (``projection``, ``loader``, ``render``, ``openapi``)
 ``match`` on it instead of working out which optional attribute applies:
 
 - ``Column``: the row's column, as it is or through a conversion;
+- ``DateTime``: the row's date-time column, written at the offset of its resource's zone;
 - ``Constant``: always the same value (the ``object`` field);
 - ``Computed``: a getter over the row, with the row keys it reads (required: a
   level loads only the columns its fields read);
@@ -15,8 +16,8 @@ stages that read the graph (``projection``, ``loader``, ``render``, ``openapi``)
 - ``DeferredMany``: related objects rendered only when asked for by name.
 
 Relations also say what customer mode does with them (``Customers``); resources say
-which of their rows a customer may see. ``graph.py`` declares the resources in this
-language.
+which of their rows a customer may see, and the zone their date-times are written in.
+``graph.py`` declares the resources in this language.
 """
 
 from __future__ import annotations
@@ -49,6 +50,10 @@ STAFF_PROFILE_ID = bindparam("access_staff_profile_id", type_=m.Id)
 CUSTOMER_PROFILE_ID = bindparam("access_customer_profile_id", type_=m.Id)
 
 Conditions = tuple[ColumnElement[bool], ...]
+
+#: The row key holding the IANA zone name a resource's date-times are written in: the
+#: resource declares it once (``Resource.zone``) and its statement selects it as this key.
+ZONE = "zone"
 
 
 class Customers(enum.Enum):
@@ -89,6 +94,14 @@ class Column(Field):
 
     column: str
     convert: Callable[[Any], Any] | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DateTime(Field):
+    """The row's date-time ``column`` at the offset its resource's zone has at that instant
+    (``values.local_datetime``); None stays None."""
+
+    column: str
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -200,6 +213,8 @@ def reads(field: Field) -> tuple[str, ...]:
     match field:
         case Column(column=column) | ToOne(key=column):
             return (column,)
+        case DateTime(column=column):
+            return (column, ZONE)
         case Computed(reads=keys):
             return keys
         case ToMany() | DeferredMany():
@@ -223,13 +238,16 @@ class ValueObject:
     ``keys`` are the values it is built from, ``build`` makes it from a row that holds
     them, ``schema`` is its OpenAPI schema (published as
     ``#/components/schemas/<title>``). A statement selects the keys with ``columns``; a
-    resource's field reads them with ``field``.
+    resource's field reads them with ``field``. An object holding date-times is
+    ``zoned``: they are written in the zone of the resource embedding it, which its
+    field also reads (as ``columns["zone"]``).
     """
 
     title: str
     schema: dict[str, Any]
     keys: tuple[str, ...]
     build: Build
+    zoned: bool = False
 
     def columns(self, source: FromClause, prefix: str) -> list[ColumnElement[Any]]:
         """``source``'s columns of the keys, labelled ``prefix + key``."""
@@ -250,6 +268,8 @@ class ValueObject:
         (or ``renamed[key]``)."""
         renamed = renamed or {}
         columns = {key: renamed.get(key, prefix + key) for key in self.keys}
+        if self.zoned:
+            columns["zone"] = ZONE
         schema = ref(self.title)
         return Computed(
             name=name,
@@ -278,10 +298,21 @@ class Resource:
     provider_column: ColumnElement[Any] | None = None
     #: The rows of the provider a customer may see (``()``: all of them).
     customer_rows: Conditions = field(kw_only=True)
+    #: The IANA zone name its date-times are written in, an expression over the
+    #: statement's FROM; the statement selects it as ``ZONE``. Required with date-times.
+    zone: ColumnElement[str] | None = field(default=None, kw_only=True)
     by_name: dict[str, Field] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "by_name", {f.name: f for f in self.fields})
+        if self.zone is not None:
+            zoned = self.statement.add_columns(self.zone.label(ZONE))
+            object.__setattr__(self, "statement", zoned)
+        elif zoned_fields := [f.name for f in self.fields if ZONE in reads(f)]:
+            raise TypeError(
+                f"{self.name}: {', '.join(zoned_fields)} hold date-times: declare the zone "
+                "they are written in (zone=)"
+            )
 
     @property
     def scope_from(self) -> FromClause:
@@ -420,6 +451,16 @@ def int32(schema: dict[str, Any]) -> dict[str, Any]:
 # -- field declarations ------------------------------------------------------------------
 
 
+#: A date-time as the API writes it, in its resource's zone (``values.local_datetime``).
+ZONED_DATE_TIME: dict[str, Any] = {
+    "type": "string",
+    "format": "date-time",
+    "description": "RFC 3339 in whole seconds, at the UTC offset that the venue's time zone "
+    "(an online venue's provider's) has at that instant, Z when it is zero: "
+    "2026-03-30T06:30:00+01:00.",
+}
+
+
 def attr(
     name: str,
     schema: dict[str, Any],
@@ -438,6 +479,11 @@ def attr(
         required=required,
         omit_if_none=omit_if_none,
     )
+
+
+def date_time(name: str, key: str | None = None) -> DateTime:
+    """A required date-time field read from the row key ``key`` (default: its name)."""
+    return DateTime(name=name, schema=ZONED_DATE_TIME, column=key or name)
 
 
 def obj(name: str) -> Constant:

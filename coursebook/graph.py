@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, exists, func, or_, select
+from sqlalchemy import ColumnElement, Select, and_, case, exists, func, or_, select
 
 from coursebook import models as m
 from coursebook.fields import (
@@ -24,7 +24,7 @@ from coursebook.fields import (
     MINUTES,
     RELATED_COLLECTION,
     STR,
-    Column,
+    ZONED_DATE_TIME,
     Computed,
     Constant,
     Customers,
@@ -42,6 +42,7 @@ from coursebook.fields import (
     ValueObject,
     attr,
     computed,
+    date_time,
     deferred_many,
     enum_schema,
     int32,
@@ -51,7 +52,7 @@ from coursebook.fields import (
     to_many,
     to_one,
 )
-from coursebook.values import choice, iso_date, iso_datetime, minor_to_amount, parse_datetime
+from coursebook.values import choice, iso_date, local_datetime, minor_to_amount, parse_datetime
 
 SEE, HIDDEN = Customers.SEE, Customers.HIDDEN
 
@@ -94,7 +95,7 @@ def _thumbnail(row: Row, _ctx: RenderContext, columns: Columns) -> dict[str, Any
         "original_width": row[columns["original_width"]],
         "original_height": row[columns["original_height"]],
         "user": row[columns["user_id"]],
-        "created_at": iso_datetime(row[columns["created_at"]]),
+        "created_at": local_datetime(row[columns["created_at"]], row[columns["zone"]]),
     }
 
 
@@ -111,11 +112,12 @@ THUMBNAIL = ValueObject(
             "original_width": int32({"type": ["integer", "null"]}),
             "original_height": int32({"type": ["integer", "null"]}),
             "user": {"type": ["integer", "null"]},
-            "created_at": {"type": "string", "format": "date-time"},
+            "created_at": ZONED_DATE_TIME,
         },
     },
     ("id", "url", "profile_id", "original_width", "original_height", "user_id", "created_at"),
     _thumbnail,
+    zoned=True,
 )
 
 _ADDRESS_KEYS = ("street", "street_secondary", "city", "region", "postal_code", "country")
@@ -284,11 +286,6 @@ def _with_image(table: Any, image_key: str, *extra: ColumnElement[Any]) -> Selec
     return select(table, *extra, *IMAGE.columns(image, "img_")).select_from(
         table.outerjoin(image, image.c.id == table.c[image_key])
     )
-
-
-def datetime_attr(name: str) -> Column:
-    """A required date-time field read from the row key ``name``."""
-    return attr(name, {"type": "string", "format": "date-time"}, convert=iso_datetime)
 
 
 # -- availability, memberships, timelines, categories (leaves of the graph) ---------------
@@ -622,6 +619,7 @@ VENUE_ROOM = Resource(
     order_by=(_vr.c.id,),
     provider_column=m.venues.c.provider_id,
     customer_rows=(),
+    zone=m.venues.c.timezone,
 )
 
 VENUE_ROOMS = Listing(
@@ -718,6 +716,12 @@ def customer_visible_sessions() -> ColumnElement[bool]:
     return _cs.c.course_id.in_(visible_courses.correlate(None))
 
 
+#: Where a session takes place: its venue's zone; an online venue is no place, so its
+#: sessions are in their provider's zone (docs/contract/SEMANTICS.md section 7).
+_session_zone = case(
+    (m.venues.c.venue_type == "online", m.providers.c.timezone), else_=m.venues.c.timezone
+)
+
 COURSE_SESSION = Resource(
     name="course_session",
     title="CourseSession",
@@ -727,16 +731,16 @@ COURSE_SESSION = Resource(
         m.courses.c.name.label("course_name"),
         m.providers.c.slug.label("provider_slug"),
     ).select_from(
-        _cs.join(m.courses, m.courses.c.id == _cs.c.course_id).join(
-            m.providers, m.providers.c.id == _cs.c.provider_id
-        )
+        _cs.join(m.courses, m.courses.c.id == _cs.c.course_id)
+        .join(m.providers, m.providers.c.id == _cs.c.provider_id)
+        .join(m.venues, m.venues.c.id == _cs.c.venue_id)
     ),
     fields=(
         attr("id", INT),
         obj("course_session"),
         attr("name", {**nullable_schema(STR), "title": "Course Name"}, key="course_name"),
-        datetime_attr("starts_at"),
-        datetime_attr("ends_at"),
+        date_time("starts_at"),
+        date_time("ends_at"),
         attr("status", enum_schema("active", "cancelled")),
         attr("attending_count", INT),
         attr(
@@ -761,6 +765,7 @@ COURSE_SESSION = Resource(
     order_by=(_cs.c.starts_at, _cs.c.id),
     provider_column=_cs.c.provider_id,
     customer_rows=(customer_visible_sessions(),),
+    zone=_session_zone,
 )
 
 DATE_TIME = {"type": "string", "format": "date-time"}

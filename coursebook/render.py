@@ -18,9 +18,11 @@ from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 from coursebook.fields import (
+    ZONE,
     Column,
     Computed,
     Constant,
+    DateTime,
     Field,
     Relation,
     RenderContext,
@@ -31,6 +33,7 @@ from coursebook.fields import (
 from coursebook.generated import define
 from coursebook.loader import Loaded
 from coursebook.projection import Projection
+from coursebook.values import local_datetime
 
 
 class Kind(enum.Enum):
@@ -38,6 +41,7 @@ class Kind(enum.Enum):
 
     COLUMN = "the row's column as it is"
     CONVERT = "the row's column through a conversion"
+    DATE_TIME = "the row's date-time column in its zone"
     CONSTANT = "a constant"
     VALUE = "a value computed from the row"
     COLLECTION = "a related collection's URL"
@@ -51,7 +55,7 @@ class Step(NamedTuple):
     kind: Kind
     name: str
     omit_if_none: bool = False
-    #: The row key read (column, to-one key).
+    #: The row key read (column, date-time column, to-one key).
     key: str | None = None
     #: The conversion, getter, constant or collection path prefix.
     value: Any = None
@@ -71,6 +75,8 @@ def plan_step(field: Field, loaded: bool) -> Step:
             return Step(Kind.COLUMN, name, omit, column)
         case Column(column=column, convert=convert):
             return Step(Kind.CONVERT, name, omit, column, convert)
+        case DateTime(column=column):
+            return Step(Kind.DATE_TIME, name, omit, column, local_datetime)
         case ToMany():
             return Step(Kind.COLLECTION, name, value=f"{field.listing.path}?{field.filter.name}=")
         case Computed(get=get):
@@ -155,19 +161,16 @@ def compile_renderer(projection: Projection) -> Renderer:
                 put(name, bind(step.value))
             case Kind.COLUMN:
                 put_or_omit(step, f"row[{step.key!r}]")
-            case Kind.CONVERT:
-                convert = bind(step.value)
+            case Kind.CONVERT | Kind.DATE_TIME:
+                # A date-time is converted with the zone its resource's rows carry.
+                arguments = "value" if step.kind is Kind.CONVERT else f"value, row[{ZONE!r}]"
+                convert = f"{bind(step.value)}({arguments})"
                 if step.omit_if_none:
                     begin()
-                    body.append(
-                        f"    if (value := row[{step.key!r}]) is not None: "
-                        f"out[{name!r}] = {convert}(value)"
-                    )
+                    test = f"(value := row[{step.key!r}]) is not None"
+                    body.append(f"    if {test}: out[{name!r}] = {convert}")
                 else:
-                    put(
-                        name,
-                        f"(None if (value := row[{step.key!r}]) is None else {convert}(value))",
-                    )
+                    put(name, f"(None if (value := row[{step.key!r}]) is None else {convert})")
             case Kind.VALUE:
                 put_or_omit(step, f"{bind(step.value)}(row, ctx)")
             case Kind.COLLECTION:

@@ -43,13 +43,6 @@ class _Zones(dict[str, tzinfo]):
 ZONES = _Zones()
 
 
-def iso_datetime(value: datetime) -> str:
-    """RFC 3339 in UTC with milliseconds and ``Z``, as TeamUp writes date-times."""
-    if value.tzinfo is not None:
-        value = value.astimezone(UTC).replace(tzinfo=None)
-    return value.isoformat(timespec="milliseconds") + "Z"
-
-
 def local_datetime(value: datetime, zone: str) -> str:
     """``value`` as TeamUp writes date-times: RFC 3339 in whole seconds, at the offset the
     IANA zone ``zone`` has at that instant, ``Z`` when the offset is zero

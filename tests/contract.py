@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import date, time
+from datetime import date, datetime, time
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -15,14 +15,19 @@ from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
 CONTRACT = Path(__file__).parent.parent / "docs" / "contract" / "course_session.openapi.yaml"
-DATETIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?Z$")
+#: RFC 3339 in whole seconds; the offset ``Z`` or ``±HH:MM``, never ``±00:00`` (written ``Z``).
+DATETIME = re.compile(
+    r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(Z|[+-](?!00:00)([01]\d|2[0-3]):[0-5]\d)$"
+)
 
 formats = jsonschema.FormatChecker(formats=())
 
 
 def _is_datetime(value: object) -> bool:
-    """RFC 3339 in UTC with ``Z``, as SEMANTICS.md section 7 requires."""
-    return not isinstance(value, str) or bool(DATETIME.match(value))
+    """Written as SEMANTICS.md section 7 says (``DATETIME``), and a real date and time."""
+    return not isinstance(value, str) or (
+        bool(DATETIME.match(value)) and datetime.fromisoformat(value) is not None
+    )
 
 
 def _is_date(value: object) -> bool:
@@ -42,7 +47,7 @@ def _is_uri(value: object) -> bool:
 
 # Registered by call rather than as decorators: jsonschema ships no types, and a decorator
 # typed Any would make each checker untyped.
-formats.checks("date-time")(_is_datetime)
+formats.checks("date-time", raises=ValueError)(_is_datetime)
 formats.checks("date", raises=ValueError)(_is_date)
 formats.checks("time", raises=ValueError)(_is_time)
 formats.checks("uri")(_is_uri)

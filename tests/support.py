@@ -19,8 +19,10 @@ import uuid
 from collections.abc import AsyncIterator, Iterator, MutableMapping
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
@@ -377,6 +379,39 @@ def rich_session(demo: Demo, *, big_course: bool) -> int:
     if big_course:
         assert row.n >= 200, "the demo data should have a course with 200 sessions"
     return int(row.id)
+
+
+def written_datetime(stored: datetime, zone: str) -> str:
+    """How a date-time stored as ``stored`` (naive: UTC) is written in the IANA ``zone``:
+    whole seconds, the zone's offset then, ``Z`` for zero (SEMANTICS.md section 7).
+    Worked out with ``strftime``, independently of the server's own conversion."""
+    utc = stored.replace(tzinfo=UTC) if stored.tzinfo is None else stored
+    local = utc.astimezone(ZoneInfo(zone))
+    offset = local.strftime("%z")
+    return local.strftime("%Y-%m-%dT%H:%M:%S") + (
+        "Z" if offset == "+0000" else f"{offset[:3]}:{offset[3:]}"
+    )
+
+
+def session_times(demo: Demo, session_id: int) -> dict[str, str]:
+    """A session's ``starts_at`` and ``ends_at`` as they must be written: in its venue's
+    zone, or its provider's when the venue is online."""
+    cs, venues = m.course_sessions, m.venues
+    with demo.engine.connect() as conn:
+        row = conn.execute(
+            select(
+                cs.c.starts_at,
+                cs.c.ends_at,
+                venues.c.venue_type,
+                venues.c.timezone,
+                m.providers.c.timezone.label("provider_timezone"),
+            )
+            .join(venues, venues.c.id == cs.c.venue_id)
+            .join(m.providers, m.providers.c.id == cs.c.provider_id)
+            .where(cs.c.id == session_id)
+        ).one()
+    zone = row.provider_timezone if row.venue_type == "online" else row.timezone
+    return {key: written_datetime(getattr(row, key), zone) for key in ("starts_at", "ends_at")}
 
 
 def get(api: Api, demo: Demo, session_id: int, **params: str) -> Any:

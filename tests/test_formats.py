@@ -8,7 +8,6 @@ booleans, lists and special characters are written, and which format is chosen.
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
 from typing import Any
 from xml.etree import ElementTree
 
@@ -18,13 +17,13 @@ from sqlalchemy import Connection, select, update
 
 from coursebook import models as m
 from coursebook.demo import FULL_EXPANSION
+from tests.contract import DATETIME
 from tests.served import parse_xml
-from tests.support import Api, Demo, get, rich_session
+from tests.support import Api, Demo, get, rich_session, session_times
 
 PROLOG = b'<?xml version="1.0" encoding="utf-8"?>\n<root>'
 XML_TYPE = "application/xml; charset=utf-8"
 JSON_TYPE = "application/json"
-DATETIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
 TIME = re.compile(r"^([01]\d|2[0-3]):[0-5]\d:[0-5]\d$")
 DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 TRICKY_NAME = '<b>&"Fun"</b>'
@@ -285,14 +284,7 @@ def test_dates_times_and_date_times(api: Api, demo: Demo) -> None:
     xml = get_xml(api, _url(session_id), _admin(demo), params={"expand": expand, "format": "xml"})
     assert_xml_is(xml, body)
 
-    with demo.engine.connect() as conn:
-        row = conn.execute(
-            select(m.course_sessions).where(m.course_sessions.c.id == session_id)
-        ).one()
-    for key in ("starts_at", "ends_at"):
-        stored: datetime = getattr(row, key)
-        stored = stored.replace(tzinfo=UTC) if stored.tzinfo is None else stored.astimezone(UTC)
-        expected = stored.strftime("%Y-%m-%dT%H:%M:%S.") + f"{stored.microsecond // 1000:03d}Z"
+    for key, expected in session_times(demo, session_id).items():
         assert body[key] == expected
         assert f"<{key}>{expected}</{key}>" in xml.text
 

@@ -1,15 +1,18 @@
 """The resource graph's declarations are complete: every relation has a customer rule,
-every field's reads are selected, and every computed field needs no more than it
-declares."""
+every field's reads are selected, every computed field needs no more than it declares,
+and every date-time is written in its resource's zone."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 
+from coursebook import models as m
 from coursebook.access import CUSTOMER
 from coursebook.fields import (
+    ZONE,
     Computed,
     Customers,
     IdsFilter,
@@ -18,10 +21,11 @@ from coursebook.fields import (
     Resource,
     ToMany,
     ToOne,
+    date_time,
     reads,
     select_columns,
 )
-from coursebook.graph import LISTINGS, RESOURCES
+from coursebook.graph import LISTINGS, RESOURCES, VALUE_SCHEMAS
 from tests.support import Demo
 
 RELATIONS = [
@@ -103,3 +107,53 @@ def test_computed_fields_need_only_what_they_declare(
     for row in rows:
         cut = {key: row[key] for key in field.reads}
         assert field.get(cut, ctx) == field.get(row, ctx)
+
+
+def _holds_date_time(schema: Any) -> bool:
+    """``schema`` has a ``date-time`` somewhere, value objects' schemas included."""
+    if isinstance(schema, dict):
+        if schema.get("format") == "date-time":
+            return True
+        target = schema.get("$ref", "").rpartition("/")[2]
+        if target in VALUE_SCHEMAS and _holds_date_time(VALUE_SCHEMAS[target]):
+            return True
+        return any(_holds_date_time(value) for value in schema.values())
+    if isinstance(schema, list):
+        return any(_holds_date_time(item) for item in schema)
+    return False
+
+
+def test_the_graph_holds_these_date_times() -> None:
+    found = {
+        f"{resource.name}.{field.name}"
+        for resource in RESOURCES.values()
+        for field in resource.fields
+        if not isinstance(field, Relation) and _holds_date_time(field.schema)
+    }
+    assert found == {
+        "course_session.starts_at",
+        "course_session.ends_at",
+        "venue_room.thumbnail",
+    }
+
+
+@pytest.mark.parametrize("resource", RESOURCES.values(), ids=lambda r: r.name)
+def test_every_date_time_is_written_in_its_resources_zone(resource: Resource) -> None:
+    for field in resource.fields:
+        if not isinstance(field, Relation) and _holds_date_time(field.schema):
+            assert ZONE in reads(field), f"{resource.name}.{field.name} does not read its zone"
+            assert resource.zone is not None
+            assert ZONE in {c.key for c in resource.statement.selected_columns}
+
+
+def test_a_resource_with_date_times_must_declare_their_zone() -> None:
+    with pytest.raises(TypeError, match=r"image: created_at hold date-times: declare the zone"):
+        Resource(
+            name="image",
+            title="Image",
+            table=m.images,
+            statement=select(m.images),
+            fields=(date_time("created_at"),),
+            order_by=(m.images.c.id,),
+            customer_rows=(),
+        )
