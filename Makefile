@@ -7,7 +7,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint bench docs clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "coursebook needs Python 3.11 or newer: set PYTHON=python3.11")'
@@ -31,6 +31,10 @@ test: lint
 # one-minute run; `PROFILE=1` also saves R1/R2 profiles to var/bench/profiles/.
 bench: $(STAMP)
 	$(BIN)/python -m bench.run $(if $(QUICK),--quick) $(if $(PROFILE),--profile)
+
+# docs/fields.md is generated from the resource graph (a test fails when it is stale).
+docs: $(STAMP)
+	$(BIN)/python -m coursebook.reference > docs/fields.md
 
 clean:
 	rm -rf $(VENV) .venv-* var .pytest_cache .mypy_cache .ruff_cache .hypothesis .schemathesis

@@ -20,6 +20,7 @@ from urllib.parse import parse_qs
 import swagger_ui
 from starlette.exceptions import HTTPException
 from starlette.staticfiles import StaticFiles
+from xxhash import xxh3_128_hexdigest
 
 from coursebook.db import Connections, create_db_engine
 from coursebook.errors import ApiError, not_found
@@ -94,9 +95,41 @@ def _parse_request(scope: Scope, public_url: str | None) -> Request:
     return Request(scope["method"], scope["path"], query, headers, base_url)
 
 
+#: What an answer about the caller's data carries: it depends on these request headers,
+#: and no shared cache may keep it (it answers one caller's credentials).
+PRIVATE = (
+    (b"vary", b"Accept, Authorization, TeamUp-Provider-ID, Teamup-Request-Mode"),
+    (b"cache-control", b"private"),
+)
+
+
+def entity_tag(body: bytes) -> bytes:
+    """A strong entity tag of ``body``: its 128-bit XXH3 digest, quoted.
+
+    XXH3 hashes a full expansion's body in about a microsecond; a strong tag changes
+    whenever one byte of the representation does.
+    """
+    return b'"' + xxh3_128_hexdigest(body).encode() + b'"'
+
+
+def none_match(header: str | None, etag: bytes) -> bool:
+    """Whether an ``If-None-Match`` header names ``etag`` (or ``*``): the client holds it.
+
+    RFC 9110 compares weakly here, so ``W/"..."`` names the same tag.
+    """
+    if not header:
+        return False
+    tag = etag.decode()
+    for candidate in header.split(","):
+        candidate = candidate.strip()
+        if candidate == "*" or candidate.removeprefix("W/") == tag:
+            return True
+    return False
+
+
 def _error_response(error: ApiError, fmt: Format) -> Response:
     headers = tuple((k.encode("latin-1"), v.encode("latin-1")) for k, v in error.headers.items())
-    return Response(fmt.encode(error.body()), fmt.content_type, error.status, headers)
+    return Response(fmt.encode(error.body()), fmt.content_type, error.status, (*headers, *PRIVATE))
 
 
 class CoursebookApp:
@@ -124,6 +157,7 @@ class CoursebookApp:
                 pass  # no such asset: answered below as an unknown route, in the error body
         head = scope["method"] == "HEAD"
         fmt = JSON
+        request: Request | None = None
         try:
             request = _parse_request(scope, self.settings.public_url)
             fmt = negotiate(request.last("format"), request.headers.get("accept"))
@@ -136,17 +170,30 @@ class CoursebookApp:
             response = _error_response(
                 ApiError(500, "server_error", headers={"X-Request-ID": request_id}), fmt
             )
-        await send(
-            {
-                "type": "http.response.start",
-                "status": response.status,
-                "headers": [
-                    (b"content-type", response.content_type),
-                    (b"content-length", str(len(response.body)).encode()),
-                    *response.headers,
-                ],
-            }
-        )
+        if response.status != 200:
+            headers = [
+                (b"content-type", response.content_type),
+                (b"content-length", str(len(response.body)).encode()),
+                *response.headers,
+            ]
+            await send(
+                {"type": "http.response.start", "status": response.status, "headers": headers}
+            )
+            await send({"type": "http.response.body", "body": b"" if head else response.body})
+            return
+        etag = entity_tag(response.body)
+        if request is not None and none_match(request.headers.get("if-none-match"), etag):
+            headers = [(b"etag", etag), *response.headers]
+            await send({"type": "http.response.start", "status": 304, "headers": headers})
+            await send({"type": "http.response.body", "body": b""})
+            return
+        headers = [
+            (b"content-type", response.content_type),
+            (b"content-length", str(len(response.body)).encode()),
+            (b"etag", etag),
+            *response.headers,
+        ]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": b"" if head else response.body})
 
     def handle(self, request: Request, fmt: Format) -> Response:
@@ -194,7 +241,8 @@ class CoursebookApp:
                 return Response(DOCS_PAGE, HTML)
             case _:
                 assert_never(endpoint)
-        return Response(fmt.encode(body), fmt.content_type)
+        private = isinstance(endpoint, Retrieve | ListOf)
+        return Response(fmt.encode(body), fmt.content_type, headers=PRIVATE if private else ())
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:

@@ -121,10 +121,11 @@ JSON = Format("json", b"application/json", encode_json)
 XML = Format("xml", b"application/xml; charset=utf-8", encode_xml)
 FORMATS = {JSON.name: JSON, XML.name: XML}
 
-#: Media ranges of an ``Accept`` header that each format satisfies.
+#: Media ranges of an ``Accept`` header that each format satisfies. As in Django REST
+#: framework, only the two media types offered match (``text/xml`` asks for another).
 _ACCEPTED_BY = {
     JSON: ("application/json", "application/*", "*/*"),
-    XML: ("application/xml", "text/xml", "application/*", "text/*", "*/*"),
+    XML: ("application/xml", "application/*", "*/*"),
 }
 
 

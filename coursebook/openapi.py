@@ -140,14 +140,35 @@ def _error_response(status: str) -> dict[str, Any]:
     }
 
 
-def _ok(description: str, schema: dict[str, Any]) -> dict[str, Any]:
+ETAG_HEADER = {
+    "description": "A strong entity tag of this representation: send it back in "
+    "If-None-Match, and an unchanged answer is 304 with no body.",
+    "schema": {"type": "string", "pattern": '^"[0-9a-f]{32}"$'},
+}
+PRIVATE_HEADERS = {
+    "Cache-Control": {
+        "description": "private: the answer is the caller's; no shared cache keeps it.",
+        "schema": {"type": "string", "enum": ["private"]},
+    },
+    "Vary": {
+        "description": "The request headers the answer depends on.",
+        "schema": {"type": "string"},
+    },
+}
+
+
+def _ok(description: str, schema: dict[str, Any], *, private: bool = False) -> dict[str, Any]:
     return {
         "description": description,
+        "headers": {"ETag": ETAG_HEADER, **(PRIVATE_HEADERS if private else {})},
         "content": {
             "application/json": {"schema": schema},
             "application/xml": {"schema": schema},
         },
     }
+
+
+NOT_MODIFIED = {"$ref": "#/components/responses/NotModified"}
 
 
 HEALTH_SCHEMA = {
@@ -226,7 +247,11 @@ PERMISSIONS_NOTE = (
 
 
 def _error_refs() -> dict[str, Any]:
-    return {status: {"$ref": f"#/components/responses/Error{status}"} for status in ERROR_STATUSES}
+    """The 304 of a conditional request and every error answer."""
+    return {
+        "304": NOT_MODIFIED,
+        **{status: {"$ref": f"#/components/responses/Error{status}"} for status in ERROR_STATUSES},
+    }
 
 
 def _either(resource: Resource) -> dict[str, Any]:
@@ -258,6 +283,7 @@ def _retrieve_operation(route: Route, retrieve: Retrieve) -> dict[str, Any]:
             "200": _ok(
                 f"The {root.name.replace('_', ' ')}; with `fields`, only the selected fields.",
                 _either(root),
+                private=True,
             ),
             **_error_refs(),
         },
@@ -339,6 +365,7 @@ def _list_operation(route: Route, listing: Listing) -> dict[str, Any]:
                         "results": {"type": "array", "items": _either(resource)},
                     },
                 },
+                private=True,
             ),
             **_error_refs(),
         },
@@ -353,6 +380,7 @@ def _probe(route: Route, probe: Probe) -> dict[str, Any]:
         "security": [],
         "responses": {
             "200": _ok("The service answers.", HEALTH_SCHEMA),
+            "304": NOT_MODIFIED,
             **{status: {"$ref": f"#/components/responses/Error{status}"} for status in failures},
         },
     }
@@ -397,7 +425,14 @@ def build_document() -> dict[str, Any]:
             if (operation := _operation(route)) is not None
         },
         "components": {
-            "responses": {f"Error{status}": _error_response(status) for status in ERROR_STATUSES},
+            "responses": {
+                "NotModified": {
+                    "description": "Not Modified: the If-None-Match header names the current "
+                    "entity tag. No body.",
+                    "headers": {"ETag": ETAG_HEADER},
+                },
+                **{f"Error{status}": _error_response(status) for status in ERROR_STATUSES},
+            },
             "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer"}},
             "schemas": schemas,
         },

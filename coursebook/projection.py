@@ -117,14 +117,15 @@ def _parse_fields(resource: Resource, raw: str) -> Tree:
                     f"Fields: {_listing(place.field_names)}.",
                 )
             assert node is not None
-            last = depth + 1 == len(path)
-            if last:
-                node[name] = None  # the whole field, whatever else was asked under it
+            if depth + 1 == len(path):
+                # The whole field, unless a dotted name selects inside it (in any order:
+                # ``venue,venue.name`` is the venue, expanded, with its name).
+                node.setdefault(name, None)
                 break
             place = _nested(found, path, "fields", place)
-            if name in node and node[name] is None:
-                break  # already selected whole
-            node = node.setdefault(name, {})
+            if node.get(name) is None:
+                node[name] = {}
+            node = node[name]
     return tree
 
 

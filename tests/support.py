@@ -246,7 +246,11 @@ class Api:
         params = dict(request.url.params)
         if "format" in params:
             params["format"] = "json"
-        headers = {k: v for k, v in request.headers.items() if k.lower() not in ("host", "accept")}
+        headers = {
+            k: v
+            for k, v in request.headers.items()
+            if k.lower() not in ("host", "accept", "if-none-match")
+        }
         headers["Accept"] = "application/json"
         url = request.url.copy_with(query=None)
         return self.client.request(request.method, url, params=params, headers=headers)

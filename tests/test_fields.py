@@ -34,8 +34,19 @@ def test_a_relation_named_alone_stays_whole(api: Api, demo: Demo) -> None:
     assert list(expanded) == ["venue"]
     assert expanded["venue"]["id"] == plain["venue"]
     assert isinstance(expanded["venue"]["venue_rooms"], list)
-    both = get(api, demo, session_id, fields="venue.name,venue", expand="venue")
-    assert both["venue"] == get(api, demo, session_id, expand="venue")["venue"]
+
+
+@pytest.mark.parametrize("fields", ["venue,venue.name", "venue.name,venue"])
+@pytest.mark.parametrize("expand", ["", "venue"])
+def test_a_dotted_name_beside_its_parent_selects_inside_it(
+    api: Api, demo: Demo, fields: str, expand: str
+) -> None:
+    """``fields=venue,venue.name``: the venue, expanded, with its name alone (TeamUp's
+    clients name both; the dotted name wins, in either order)."""
+    session_id = rich_session(demo, big_course=False)
+    full_venue = get(api, demo, session_id, expand="venue")["venue"]
+    body = get(api, demo, session_id, fields=fields, expand=expand)
+    assert body == {"venue": {"name": full_venue["name"]}}
 
 
 def test_fields_apply_to_every_element_of_an_array(api: Api, demo: Demo) -> None:

@@ -35,6 +35,7 @@ ORDER = [
     "routes",
     "formats",
     "openapi",
+    "reference",
     "app",
     "migrate",
     "demo",

@@ -143,3 +143,18 @@ def test_every_child_is_a_relation_of_its_parent() -> None:
             assert isinstance(relation, Relation)
             assert relation in node.resource.fields
             assert child.resource is RESOURCES[relation.target]
+
+
+@pytest.mark.parametrize(
+    "fields", ["venue,venue.name", "venue.name,venue", "venue,venue.name,venue"]
+)
+def test_a_dotted_name_beside_its_parent_wins(fields: str) -> None:
+    projection = compile_projection("course_session", "", fields)
+    assert names(projection) == ["venue"]
+    assert names(children(projection)["venue"]) == ["name"]
+
+
+def test_a_parent_named_alone_is_not_expanded() -> None:
+    projection = compile_projection("course_session", "", "venue")
+    assert names(projection) == ["venue"]
+    assert projection.children == ()
