@@ -5,7 +5,8 @@ a ``ListQuery`` (filters as SQL conditions, sort, page); the service runs it und
 the request's ``Access`` with the same loader and renderer as a retrieve. A filter
 naming a parent (``course_session=ID``) only matches parents the caller may read, so
 another provider's ids, or a session an instructor does not teach, give an empty
-page rather than a leak.
+page rather than a leak. A filter given with an empty value is absent, as real
+clients send every filter (``venues=&instructors=``).
 """
 
 from __future__ import annotations
@@ -15,16 +16,20 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
-from sqlalchemy import ColumnElement, Select
+from sqlalchemy import ColumnElement, Select, false, or_
 
 from coursebook.access import Access
 from coursebook.errors import invalid
 from coursebook.fields import PROVIDER_ID, IdsFilter, Listing
 from coursebook.graph import RESOURCES
-from coursebook.values import parse_ids, parse_page
+from coursebook.values import parse_ids, parse_page, split_items
 
+#: The query parameters every list endpoint reads besides its filters.
+SORT, PAGE, PAGE_SIZE = "sort", "page", "page_size"
 MAX_PAGE_SIZE = 100
 MAX_PAGE = 1_000_000_000
+#: In an id filter that declares it, names the parent whose staff profile is the caller's.
+ME = "me"
 
 Query = Mapping[str, list[str]]
 
@@ -41,11 +46,11 @@ class ListQuery:
     filter_key: tuple[tuple[str, Hashable], ...] = ()
 
 
-def readable_ids(parent: str, ids: list[int], access: Access) -> Select[Any]:
-    """The ids among ``ids`` of ``parent`` rows the caller may read."""
+def readable(parent: str, named: ColumnElement[bool], access: Access) -> Select[Any]:
+    """The ids of the ``parent`` rows meeting ``named`` that the caller may read."""
     resource = RESOURCES[parent]
     statement = resource.statement.with_only_columns(resource.table.c.id).where(
-        resource.table.c.id.in_(ids), *access.filters(parent)
+        named, *access.filters(parent)
     )
     if resource.provider_column is not None:
         statement = statement.where(resource.provider_column == PROVIDER_ID)
@@ -53,45 +58,70 @@ def readable_ids(parent: str, ids: list[int], access: Access) -> Select[Any]:
     return statement.correlate(None)
 
 
+def ids_condition(
+    spec: IdsFilter, raw: str, access: Access
+) -> tuple[ColumnElement[bool], Hashable] | None:
+    """The condition of an id filter and its key; None when ``raw`` names no parent.
+
+    ``me``, where the filter declares it, names the parent whose staff profile is the
+    caller's at this provider: nothing, for a caller who has none.
+    """
+    items = split_items(raw)
+    me = spec.me is not None and ME in items
+    ids = parse_ids(spec.name, [item for item in items if not (me and item == ME)])
+    if not ids and not me:
+        return None
+    own = access.staff_profile_id if me else None
+    named: list[ColumnElement[bool]] = [RESOURCES[spec.parent].table.c.id.in_(ids)] if ids else []
+    if own is not None and spec.me is not None:
+        named.append(spec.me == own)
+    key = (tuple(ids), own)
+    if not named:  # only ``me``, and the caller has no staff profile here
+        return false(), key
+    return spec.condition(readable(spec.parent, or_(*named), access)), key
+
+
 def parse_list_query(listing: Listing, query: Query, access: Access) -> ListQuery:
     """Filters, sort and page of a list request; 400 for any value that does not parse."""
 
-    def last(name: str) -> str | None:
+    def last(name: str) -> str:
         values = query.get(name)
-        return values[-1] if values else None
+        return values[-1].strip() if values else ""
 
     conditions: list[ColumnElement[bool]] = []
     filter_key: list[tuple[str, Hashable]] = []
     for spec in listing.filters:
         raw = last(spec.name)
-        if raw is None:
+        if not raw:
             continue
         if isinstance(spec, IdsFilter):
-            ids = parse_ids(spec.name, raw)
-            if ids:  # ``course=`` names no course: no filter
-                conditions.append(spec.condition(readable_ids(spec.parent, ids, access)))
-                filter_key.append((spec.name, tuple(ids)))
+            found = ids_condition(spec, raw, access)
+            if found is None:
+                continue
+            condition, key = found
         else:
             value = spec.parse(spec.name, raw)
-            conditions.append(spec.condition(value))
-            filter_key.append((spec.name, value))
-    sort = last("sort")
-    sort = listing.default_sort if sort is None else sort
+            if value is None:
+                continue
+            condition, key = spec.condition(value), value
+        conditions.append(condition)
+        filter_key.append((spec.name, key))
+    sort = last(SORT) or listing.default_sort
     if sort not in listing.sorts:
-        raise invalid("sort", f"'{sort}' is not a valid sort. Valid: {', '.join(listing.sorts)}.")
+        raise invalid(SORT, f"'{sort}' is not a valid sort. Valid: {', '.join(listing.sorts)}.")
     return ListQuery(
         conditions=tuple(conditions),
         order_by=listing.sorts[sort],
-        page=parse_page(last("page"), "page", 1, MAX_PAGE),
-        page_size=parse_page(last("page_size"), "page_size", MAX_PAGE_SIZE, MAX_PAGE_SIZE),
+        page=parse_page(last(PAGE) or None, PAGE, 1, MAX_PAGE),
+        page_size=parse_page(last(PAGE_SIZE) or None, PAGE_SIZE, MAX_PAGE_SIZE, MAX_PAGE_SIZE),
         filter_key=tuple(filter_key),
     )
 
 
 def page_url(base_url: str, listing: Listing, query: Query, page: int) -> str:
     """The absolute URL of ``page`` of ``listing``, keeping every other query parameter."""
-    kept = {name: values for name, values in query.items() if name != "page"}
-    kept["page"] = [str(page)]
+    kept = {name: values for name, values in query.items() if name != PAGE}
+    kept[PAGE] = [str(page)]
     return f"{base_url}{listing.path}?{urlencode(kept, doseq=True)}"
 
 

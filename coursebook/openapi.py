@@ -22,11 +22,13 @@ from coursebook.fields import (
     Listing,
     Relation,
     Resource,
+    ValueFilter,
+    enum_schema,
     ref,
 )
 from coursebook.graph import RESOURCES, VALUE_SCHEMAS
 from coursebook.ids import ID
-from coursebook.listing import MAX_PAGE, MAX_PAGE_SIZE
+from coursebook.listing import MAX_PAGE, MAX_PAGE_SIZE, ME, PAGE, PAGE_SIZE, SORT
 from coursebook.projection import MAX_DEPTH
 from coursebook.routes import ROUTES, Document, ListOf, Probe, Retrieve, Route
 from coursebook.values import MAX_IDS
@@ -264,26 +266,27 @@ def _retrieve_operation(route: Route, retrieve: Retrieve) -> dict[str, Any]:
     }
 
 
+def _ids_schema(spec: IdsFilter) -> dict[str, Any]:
+    """An id filter's ids; ``me`` too where the filter declares it."""
+    items = ID.schema if spec.me is None else {"anyOf": [ID.schema, enum_schema(ME)]}
+    return {"type": "array", "maxItems": MAX_IDS, "items": items}
+
+
 def _filter_parameter(spec: Filter) -> dict[str, Any]:
-    if isinstance(spec, IdsFilter):
-        return {
-            "name": spec.name,
-            "in": "query",
-            "description": spec.description,
-            "style": "form",
-            "explode": False,
-            "schema": {
-                "type": "array",
-                "maxItems": MAX_IDS,
-                "items": ID.schema,
-            },
-        }
-    return {
+    """A filter as a query parameter; an array is comma-separated, and every filter given
+    with an empty value is absent."""
+    schema = _ids_schema(spec) if isinstance(spec, IdsFilter) else spec.schema
+    parameter: dict[str, Any] = {
         "name": spec.name,
         "in": "query",
-        "description": spec.description,
-        "schema": spec.schema,
+        "description": f"{spec.description} Empty: no filter.",
+        "schema": schema,
     }
+    if schema.get("type") == "array":
+        parameter.update(style="form", explode=False)
+    if isinstance(spec, ValueFilter) and spec.deprecated:
+        parameter["deprecated"] = True
+    return parameter
 
 
 def _list_operation(route: Route, listing: Listing) -> dict[str, Any]:
@@ -300,22 +303,23 @@ def _list_operation(route: Route, listing: Listing) -> dict[str, Any]:
         "parameters": [
             *[_filter_parameter(spec) for spec in listing.filters],
             {
-                "name": "sort",
+                "name": SORT,
                 "in": "query",
+                "description": "The order of the results. Empty: the default.",
                 "schema": {
                     "type": "string",
-                    "enum": list(listing.sorts),
+                    "enum": ["", *listing.sorts],
                     "default": listing.default_sort,
                 },
             },
             {
-                "name": "page",
+                "name": PAGE,
                 "in": "query",
                 "description": "Page number, from 1. A page past the last is empty.",
                 "schema": {"type": "integer", "minimum": 1, "maximum": MAX_PAGE, "default": 1},
             },
             {
-                "name": "page_size",
+                "name": PAGE_SIZE,
                 "in": "query",
                 "schema": {
                     "type": "integer",
