@@ -7,6 +7,12 @@ naming a parent (``course_session=ID``) only matches parents the caller may read
 another provider's ids, or a session an instructor does not teach, give an empty
 page rather than a leak. A filter given with an empty value is absent, as real
 clients send every filter (``venues=&instructors=``).
+
+Pages are Django REST framework's page-number pagination, which TeamUp runs: a
+``page_size`` that is no positive integer is the default and one above the maximum is
+the maximum; a ``page`` that is no integer, below 1 or past the last is 404 "Invalid
+page." (``last`` is the last page); the links keep every query parameter, sorted and
+percent-encoded as DRF writes them.
 """
 
 from __future__ import annotations
@@ -19,15 +25,17 @@ from urllib.parse import urlencode
 from sqlalchemy import ColumnElement, Select, false, or_
 
 from coursebook.access import Access
-from coursebook.errors import invalid
+from coursebook.errors import ApiError, invalid
 from coursebook.fields import PROVIDER_ID, IdsFilter, Listing
 from coursebook.graph import RESOURCES
-from coursebook.values import parse_ids, parse_page, split_items
+from coursebook.values import parse_ids, split_items
 
 #: The query parameters every list endpoint reads besides its filters.
 SORT, PAGE, PAGE_SIZE = "sort", "page", "page_size"
+#: TeamUp's page size: the default and the maximum.
 MAX_PAGE_SIZE = 100
-MAX_PAGE = 1_000_000_000
+#: The ``page`` that names the last page, whatever its number (DRF's ``last_page_strings``).
+LAST_PAGE = "last"
 #: In an id filter that declares it, names the parent whose staff profile is the caller's.
 ME = "me"
 
@@ -40,7 +48,8 @@ class ListQuery:
 
     conditions: tuple[ColumnElement[bool], ...]
     order_by: tuple[ColumnElement[Any], ...]
-    page: int
+    #: The page asked for; None for the last one.
+    page: int | None
     page_size: int
     #: The filters as parsed values, by name: equal keys select equal rows.
     filter_key: tuple[tuple[str, Hashable], ...] = ()
@@ -82,7 +91,8 @@ def ids_condition(
 
 
 def parse_list_query(listing: Listing, query: Query, access: Access) -> ListQuery:
-    """Filters, sort and page of a list request; 400 for any value that does not parse."""
+    """Filters, sort and page of a list request; 400 for a filter or sort value that does
+    not parse, 404 for a page that is no page."""
 
     def last(name: str) -> str:
         values = query.get(name)
@@ -112,30 +122,74 @@ def parse_list_query(listing: Listing, query: Query, access: Access) -> ListQuer
     return ListQuery(
         conditions=tuple(conditions),
         order_by=listing.sorts[sort],
-        page=parse_page(last(PAGE) or None, PAGE, 1, MAX_PAGE),
-        page_size=parse_page(last(PAGE_SIZE) or None, PAGE_SIZE, MAX_PAGE_SIZE, MAX_PAGE_SIZE),
+        page=parse_page(last(PAGE)),
+        page_size=parse_page_size(last(PAGE_SIZE)),
         filter_key=tuple(filter_key),
     )
 
 
-def page_url(base_url: str, listing: Listing, query: Query, page: int) -> str:
-    """The absolute URL of ``page`` of ``listing``, keeping every other query parameter."""
+def invalid_page() -> ApiError:
+    """DRF's answer to a page that does not exist, in TeamUp's error body."""
+    return ApiError(404, "not_found", "Invalid page.")
+
+
+def parse_page_size(raw: str) -> int:
+    """DRF's page size: a positive integer, at most ``MAX_PAGE_SIZE``; anything else (no
+    integer, 0, negative, absent) is the default, ``MAX_PAGE_SIZE``."""
+    try:
+        size = int(raw)
+    except ValueError:
+        return MAX_PAGE_SIZE
+    return MAX_PAGE_SIZE if size < 1 else min(size, MAX_PAGE_SIZE)
+
+
+def parse_page(raw: str) -> int | None:
+    """DRF's page number: 1 when absent or empty, None for ``last``; 404 when it is no
+    integer or is below 1 (whether it is past the last page is known once counted)."""
+    if not raw:
+        return 1
+    if raw == LAST_PAGE:
+        return None
+    try:
+        page = int(raw)
+    except ValueError:
+        raise invalid_page() from None
+    if page < 1:
+        raise invalid_page()
+    return page
+
+
+def page_number(requested: int | None, count: int, page_size: int) -> int:
+    """The page to answer: ``requested`` (None: the last); 404 past the last page. An
+    empty list has one page, empty."""
+    last_page = max(1, -(-count // page_size))
+    if requested is None:
+        return last_page
+    if requested > last_page:
+        raise invalid_page()
+    return requested
+
+
+def page_url(base_url: str, path: str, query: Query, page: int) -> str:
+    """The absolute URL of ``page`` of the list at ``path``, with every query parameter
+    of the request kept (empty ones too), sorted by name and percent-encoded as DRF's
+    ``replace_query_param`` writes them; page 1 carries no ``page`` (DRF's
+    ``remove_query_param``)."""
     kept = {name: values for name, values in query.items() if name != PAGE}
-    kept[PAGE] = [str(page)]
-    return f"{base_url}{listing.path}?{urlencode(kept, doseq=True)}"
+    if page > 1:
+        kept[PAGE] = [str(page)]
+    encoded = urlencode(sorted(kept.items()), doseq=True)
+    return f"{base_url}{path}?{encoded}" if encoded else f"{base_url}{path}"
 
 
 def envelope(
-    base_url: str, listing: Listing, query: Query, parsed: ListQuery, count: int, results: Any
+    base_url: str, path: str, query: Query, page: int, page_size: int, count: int, results: Any
 ) -> dict[str, Any]:
     """A page as the API answers it: ``count``, ``next``, ``previous``, ``results``."""
-    last_page = max(1, -(-count // parsed.page_size))
-    page = parsed.page
+    has_next = page * page_size < count
     return {
         "count": count,
-        "next": page_url(base_url, listing, query, page + 1) if page < last_page else None,
-        "previous": page_url(base_url, listing, query, min(page - 1, last_page))
-        if page > 1
-        else None,
+        "next": page_url(base_url, path, query, page + 1) if has_next else None,
+        "previous": page_url(base_url, path, query, page - 1) if page > 1 else None,
         "results": results,
     }

@@ -16,6 +16,7 @@ from coursebook import __version__
 from coursebook.errors import MESSAGES
 from coursebook.fields import (
     RELATED_COLLECTION,
+    STR,
     Field,
     Filter,
     IdsFilter,
@@ -28,7 +29,7 @@ from coursebook.fields import (
 )
 from coursebook.graph import RESOURCES, VALUE_SCHEMAS
 from coursebook.ids import ID
-from coursebook.listing import MAX_PAGE, MAX_PAGE_SIZE, ME, PAGE, PAGE_SIZE, SORT
+from coursebook.listing import LAST_PAGE, MAX_PAGE_SIZE, ME, PAGE, PAGE_SIZE, SORT
 from coursebook.projection import MAX_DEPTH
 from coursebook.routes import ROUTES, Document, ListOf, Probe, Retrieve, Route
 from coursebook.values import MAX_IDS
@@ -131,8 +132,8 @@ def _list_parameter(name: str, description: str, values: list[str]) -> dict[str,
     }
 
 
-def _error_response(status: str) -> dict[str, Any]:
-    description = MESSAGES[int(status)]
+def _error_response(status: str, description: str | None = None) -> dict[str, Any]:
+    description = description or MESSAGES[int(status)]
     return {
         "description": f"{description} (TeamUp's error body.)",
         "content": {
@@ -289,6 +290,34 @@ def _filter_parameter(spec: Filter) -> dict[str, Any]:
     return parameter
 
 
+PAGE_PARAMETERS: list[dict[str, Any]] = [
+    {
+        "name": PAGE,
+        "in": "query",
+        "description": (
+            f"Page number, from 1, or `{LAST_PAGE}`. A page that is no integer, below 1 or "
+            "past the last is 404 `Invalid page.`; an empty list has one page, empty."
+        ),
+        "schema": {
+            "anyOf": [{"type": "integer", "minimum": 1}, enum_schema(LAST_PAGE, "")],
+            "default": 1,
+        },
+    },
+    {
+        "name": PAGE_SIZE,
+        "in": "query",
+        "description": (
+            f"Results per page, at most {MAX_PAGE_SIZE}: a larger one is {MAX_PAGE_SIZE}, "
+            f"and any other value (no integer, 0, negative) the default, {MAX_PAGE_SIZE}."
+        ),
+        "schema": {
+            "anyOf": [{"type": "integer", "minimum": 1, "maximum": MAX_PAGE_SIZE}, STR],
+            "default": MAX_PAGE_SIZE,
+        },
+    },
+]
+
+
 def _list_operation(route: Route, listing: Listing) -> dict[str, Any]:
     resource = listing.resource
     return {
@@ -297,7 +326,9 @@ def _list_operation(route: Route, listing: Listing) -> dict[str, Any]:
         "description": (
             f"{PERMISSIONS_NOTE} Lists only what the caller may read: an instructor-only "
             "staff profile sees the sessions it instructs, a customer the sessions visible "
-            "to it. A filter naming ids the caller cannot read matches nothing."
+            "to it. A filter naming ids the caller cannot read matches nothing. Pages are "
+            "Django REST framework's: `next` and `previous` keep every query parameter of "
+            "the request, sorted by name and percent-encoded."
         ),
         "security": [{"bearerAuth": []}],
         "parameters": [
@@ -312,22 +343,7 @@ def _list_operation(route: Route, listing: Listing) -> dict[str, Any]:
                     "default": listing.default_sort,
                 },
             },
-            {
-                "name": PAGE,
-                "in": "query",
-                "description": "Page number, from 1. A page past the last is empty.",
-                "schema": {"type": "integer", "minimum": 1, "maximum": MAX_PAGE, "default": 1},
-            },
-            {
-                "name": PAGE_SIZE,
-                "in": "query",
-                "schema": {
-                    "type": "integer",
-                    "minimum": 1,
-                    "maximum": MAX_PAGE_SIZE,
-                    "default": MAX_PAGE_SIZE,
-                },
-            },
+            *PAGE_PARAMETERS,
             *_shared_parameters(resource, LIST_EXCLUDED),
         ],
         "responses": {
@@ -345,6 +361,7 @@ def _list_operation(route: Route, listing: Listing) -> dict[str, Any]:
                 },
             ),
             **_error_refs(),
+            "404": _error_response("404", "Invalid page: `page` is no page of the list."),
         },
     }
 

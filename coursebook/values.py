@@ -136,15 +136,3 @@ def _in_utc(value: datetime) -> datetime:
     except OverflowError:
         edge = datetime.max if value.year > 1 else datetime.min
         return edge.replace(tzinfo=UTC)
-
-
-def parse_page(raw: str | None, name: str, default: int, maximum: int) -> int:
-    """A positive page number or size, within ``maximum``."""
-    if raw is None:
-        return default
-    if not raw.isascii() or not raw.isdigit() or len(raw) > 12 or int(raw) < 1:
-        raise invalid(name, f"'{raw}' is not valid: give an integer of at least 1.")
-    value = int(raw)
-    if value > maximum:
-        raise invalid(name, f"{value} is more than the maximum, {maximum}.")
-    return value

@@ -1,5 +1,6 @@
-"""Lists in TeamUp's dialect: its course-session filters and sort, and empty filters as
-absent."""
+"""Lists in TeamUp's dialect: its course-session filters and sort, empty filters as
+absent, and Django REST framework's page-number pagination, down to the bytes of its
+links; and a client written as TeamUp's are."""
 
 from __future__ import annotations
 
@@ -80,6 +81,8 @@ def test_filters_given_empty_are_absent(api: Api, demo: Demo) -> None:
             "start_gte",
             "start_lte",
             "sort",
+            "page",
+            "page_size",
         )
     }
     assert ids(api, admin(demo), **empty) == main_session_ids(demo)
@@ -356,3 +359,157 @@ def test_local_starts_compare_wall_clock_times_in_each_venues_zone(
     assert ids(api, admin(demo), **params) == expected
     body = api.get(SESSIONS, admin(demo), params={**params, "page_size": "7"}).json()
     assert body["count"] == len(expected)
+
+
+# -- pages, as Django REST framework's page-number pagination --------------------------------
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "x", "2.0", "9999", "LAST"])
+def test_a_page_that_is_no_page_is_404_invalid_page(api: Api, demo: Demo, value: str) -> None:
+    response = api.get(SESSIONS, admin(demo), params={"page": value})
+    assert response.status_code == 404
+    assert response.json() == {
+        "code": "not_found",
+        "field_errors": {},
+        "message": "Invalid page.",
+        "type": "invalid_request_error",
+    }
+
+
+@pytest.mark.parametrize("path", [SESSIONS, "/api/v2/instructors", "/api/v2/venue_rooms"])
+def test_every_list_pages_as_drf_does(api: Api, demo: Demo, path: str) -> None:
+    token = admin(demo)
+    count = api.get(path, token).json()["count"]
+    assert count > 2
+    size = min(100, (count + 1) // 2)
+    pages = -(-count // size)
+    last = api.get(path, token, params={"page": "last", "page_size": str(size)})
+    assert last.status_code == 200
+    assert last.json()["next"] is None
+    assert len(last.json()["results"]) == count - (pages - 1) * size
+    numbered = api.get(path, token, params={"page": str(pages), "page_size": str(size)})
+    assert numbered.json() == last.json()
+    past = api.get(path, token, params={"page": str(pages + 1), "page_size": str(size)})
+    assert past.status_code == 404
+    capped = api.get(path, token, params={"page_size": "1000"}).json()
+    assert len(capped["results"]) == min(count, 100)
+    for fallback in ("0", "-5", "ten", ""):
+        answer = api.get(path, token, params={"page_size": fallback, "page": "1"}).json()
+        assert len(answer["results"]) == min(count, 100), fallback
+
+
+def test_page_one_of_an_empty_list_is_an_empty_page(api: Api, demo: Demo) -> None:
+    other = demo.manifest["course_sessions"]["other"][0]
+    with demo.engine.connect() as conn:
+        course_id = conn.execute(select(cs.c.course_id).where(cs.c.id == other)).scalar_one()
+    for params in ({"course": str(course_id)}, {"course": str(course_id), "page": "1"}):
+        response = api.get(SESSIONS, admin(demo), params=params)
+        assert response.status_code == 200
+        assert response.json() == {"count": 0, "next": None, "previous": None, "results": []}
+    assert (
+        api.get(SESSIONS, admin(demo), params={"course": str(course_id), "page": "2"}).status_code
+        == 404
+    )
+
+
+def test_links_are_written_exactly_as_drf_writes_them(api: Api, demo: Demo) -> None:
+    query = (
+        "venues=&starts_at_gte=2025-06-01T00:00%2B00:00&expand=instructors,venue"
+        "&fields=id,name,venue.name&page_size=5&page=2&status=active&cours=x"
+    )
+    body = api.get(f"{SESSIONS}/?{query}", admin(demo)).json()
+    kept = (
+        "cours=x&expand=instructors%2Cvenue&fields=id%2Cname%2Cvenue.name"
+        "{page}&page_size=5&starts_at_gte=2025-06-01T00%3A00%2B00%3A00&status=active&venues="
+    )
+    assert body["next"] == f"{api.base_url}{SESSIONS}?" + kept.format(page="&page=3")
+    assert body["previous"] == f"{api.base_url}{SESSIONS}?" + kept.format(page="")
+    last = api.get(f"{SESSIONS}?page=2&page_size=500", admin(demo)).json()
+    assert last["previous"] == f"{api.base_url}{SESSIONS}?page_size=500"
+
+
+def test_page_size_500_walks_pages_of_100(api: Api, demo: Demo) -> None:
+    found = ids(api, admin(demo), page_size="500")
+    assert found == main_session_ids(demo)
+    assert len(found) > 300
+
+
+# -- a client written as TeamUp's are ------------------------------------------------------------
+
+
+def customer_visible(demo: Demo, since: datetime, until: datetime) -> set[int]:
+    """The main provider's sessions starting in [since, until) that the demo customer may
+    see, worked out from the tables (SEMANTICS.md section 4), not through the app."""
+    main = demo.manifest["providers"]["main"]
+    ot, courses, held = m.offering_types, m.courses, m.customer_memberships
+    with demo.engine.connect() as conn:
+        customer = conn.execute(
+            select(m.customer_profiles.c.id)
+            .join(m.api_tokens, m.api_tokens.c.user_id == m.customer_profiles.c.user_id)
+            .where(
+                m.api_tokens.c.token_hash == hash_token(demo.manifest["tokens"]["customer"]),
+                m.customer_profiles.c.provider_id == main,
+            )
+        ).scalar_one()
+        memberships = set(
+            conn.execute(
+                select(m.offering_type_memberships.c.offering_type_id)
+                .join(held, held.c.membership_id == m.offering_type_memberships.c.membership_id)
+                .where(held.c.customer_profile_id == customer, held.c.active.is_(True))
+            ).scalars()
+        )
+        rows = conn.execute(
+            select(cs.c.id, cs.c.starts_at, courses.c.published, ot.c.id.label("type"))
+            .add_columns(ot.c.is_draft, ot.c.customer_visibility)
+            .join(courses, courses.c.id == cs.c.course_id)
+            .join(ot, ot.c.id == courses.c.offering_type_id)
+            .where(cs.c.provider_id == main)
+        ).all()
+    return {
+        row.id
+        for row in rows
+        if since <= as_utc(row.starts_at) < until
+        and row.published
+        and not row.is_draft
+        and (
+            row.customer_visibility == "public"
+            or (row.customer_visibility == "membership_holders" and row.type in memberships)
+        )
+    }
+
+
+def test_a_teamup_style_client_walks_the_schedule_and_sees_each_session_once(
+    api: Api, demo: Demo
+) -> None:
+    since, until = datetime(2025, 11, 3, tzinfo=UTC), datetime(2026, 2, 2, tzinfo=UTC)
+    params = {
+        "course": "",
+        "venues": "",
+        "instructors": "",
+        "offering_types": "",
+        "occupancy_status": "",
+        "local_starts_at_gte": "",
+        "local_starts_at_lte": "",
+        "status": "",
+        "starts_at_gte": "2025-11-03T00:00+00:00",
+        "starts_at_lte": "2026-02-01T23:59+00:00",
+        "sort": "start",
+        "page_size": "500",
+        "expand": "instructors,venue",
+        "fields": "id,name,starts_at,venue.name,venue.timezone,instructors.name",
+    }
+    headers = {
+        "authorization": f"Token {demo.manifest['tokens']['customer']}",
+        "teamup-provider-id": str(demo.manifest["providers"]["main"]),
+        "teamup-request-mode": "customer",
+        "accept": "application/json",
+    }
+    results = walk(api, None, f"{SESSIONS}?{urlencode(params)}", headers=headers)
+    seen = [row["id"] for row in results]
+    assert len(seen) == len(set(seen)), "a session came twice"
+    assert len(seen) > 100
+    assert set(seen) == customer_visible(demo, since, until - timedelta(minutes=1))
+    assert set(seen) <= set(demo.manifest["course_sessions"]["customer_visible"])
+    starts = [row["starts_at"] for row in results]
+    assert starts == sorted(starts)
+    assert all(set(row["venue"]) == {"name", "timezone"} for row in results)

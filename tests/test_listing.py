@@ -59,33 +59,23 @@ def test_pages_walk_without_repeats_or_gaps(api: Api, demo: Demo) -> None:
 
 
 def test_next_and_previous_keep_every_other_parameter(api: Api, demo: Demo) -> None:
-    params = {"page_size": "5", "page": "2", "status": "active", "fields": "id", "sort": "-id"}
+    params = {"page_size": "5", "page": "3", "status": "active", "fields": "id", "sort": "-id"}
     body = page(api, demo, "/api/v2/course_sessions", **params)
-    for link, number in ((body["next"], "3"), (body["previous"], "1")):
+    for link, number in ((body["next"], "4"), (body["previous"], "2")):
         parts = urlsplit(link)
         assert f"{parts.scheme}://{parts.netloc}" == api.base_url
         assert parts.path == "/api/v2/course_sessions"
         query = {k: v[0] for k, v in parse_qs(parts.query).items()}
         assert query == {**params, "page": number}
+    second = page(api, demo, "/api/v2/course_sessions", page_size="5", page="2")
+    assert parse_qs(urlsplit(second["previous"]).query) == {"page_size": ["5"]}
     first = page(api, demo, "/api/v2/course_sessions", page_size="5")
     assert first["previous"] is None
-
-
-def test_a_page_past_the_end_is_empty(api: Api, demo: Demo) -> None:
-    count = len(main_session_ids(demo))
-    body = page(api, demo, "/api/v2/course_sessions", page="1000", page_size="100")
-    assert body["count"] == count and body["results"] == [] and body["next"] is None
-    assert body["previous"] is not None and body["previous"].endswith(f"page={-(-count // 100)}")
 
 
 @pytest.mark.parametrize(
     ("params", "parameter"),
     [
-        ({"page": "0"}, "page"),
-        ({"page": "-1"}, "page"),
-        ({"page": "x"}, "page"),
-        ({"page_size": "101"}, "page_size"),
-        ({"page_size": "0"}, "page_size"),
         ({"sort": "name"}, "sort"),
         ({"sort": "start,-id"}, "sort"),
         ({"course": "1,x"}, "course"),
