@@ -30,7 +30,8 @@ from coursebook.fields import PROVIDER_ID, IdsFilter, Listing
 from coursebook.graph import RESOURCES
 from coursebook.values import parse_ids, split_items
 
-#: The query parameters every list endpoint reads besides its filters.
+#: The query parameters every list endpoint reads besides its filters (and ``expand``,
+#: ``fields``, ``format``).
 SORT, PAGE, PAGE_SIZE = "sort", "page", "page_size"
 #: TeamUp's page size: the default and the maximum.
 MAX_PAGE_SIZE = 100
@@ -53,6 +54,12 @@ class ListQuery:
     page_size: int
     #: The filters as parsed values, by name: equal keys select equal rows.
     filter_key: tuple[tuple[str, Hashable], ...] = ()
+
+
+def list_parameters(listing: Listing) -> frozenset[str]:
+    """The query parameters a list request of ``listing`` reads, besides ``expand``,
+    ``fields`` and ``format``: its filters, the sort and the page."""
+    return frozenset({*(spec.name for spec in listing.filters), SORT, PAGE, PAGE_SIZE})
 
 
 def readable(parent: str, named: ColumnElement[bool], access: Access) -> Select[Any]:

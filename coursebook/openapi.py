@@ -31,7 +31,7 @@ from coursebook.graph import RESOURCES, VALUE_SCHEMAS
 from coursebook.ids import ID
 from coursebook.listing import LAST_PAGE, MAX_PAGE_SIZE, ME, PAGE, PAGE_SIZE, SORT
 from coursebook.projection import MAX_DEPTH
-from coursebook.routes import ROUTES, Document, ListOf, Probe, Retrieve, Route
+from coursebook.routes import IGNORED_PARAMETERS, ROUTES, Document, ListOf, Probe, Retrieve, Route
 from coursebook.values import MAX_IDS
 
 ERROR_STATUSES = ("400", "401", "403", "404", "405", "406", "429", "500", "503")
@@ -132,10 +132,23 @@ def _list_parameter(name: str, description: str, values: list[str]) -> dict[str,
     }
 
 
+#: The response header every answer of a route may carry (``routes.ignored_parameters``).
+IGNORED_PARAMETERS_HEADER = {
+    IGNORED_PARAMETERS: {
+        "description": (
+            "The query parameters this route ignored, sorted, percent-encoded and "
+            "separated by `, ` (TeamUp ignores unknown parameters without a word)."
+        ),
+        "schema": {"type": "string", "examples": ["cours, ordering"]},
+    }
+}
+
+
 def _error_response(status: str, description: str | None = None) -> dict[str, Any]:
     description = description or MESSAGES[int(status)]
     return {
         "description": f"{description} (TeamUp's error body.)",
+        "headers": IGNORED_PARAMETERS_HEADER,
         "content": {
             "application/json": {"schema": ref("Error")},
             "application/xml": {"schema": ref("Error")},
@@ -146,6 +159,7 @@ def _error_response(status: str, description: str | None = None) -> dict[str, An
 def _ok(description: str, schema: dict[str, Any]) -> dict[str, Any]:
     return {
         "description": description,
+        "headers": IGNORED_PARAMETERS_HEADER,
         "content": {
             "application/json": {"schema": schema},
             "application/xml": {"schema": schema},

@@ -1,6 +1,6 @@
 """Lists in TeamUp's dialect: its course-session filters and sort, empty filters as
-absent, and Django REST framework's page-number pagination, down to the bytes of its
-links; and a client written as TeamUp's are."""
+absent, unknown parameters ignored (and named in a header), and Django REST
+framework's page-number pagination, down to the bytes of its links."""
 
 from __future__ import annotations
 
@@ -432,6 +432,41 @@ def test_page_size_500_walks_pages_of_100(api: Api, demo: Demo) -> None:
     found = ids(api, admin(demo), page_size="500")
     assert found == main_session_ids(demo)
     assert len(found) > 300
+
+
+# -- unknown parameters ---------------------------------------------------------------------
+
+IGNORED = "coursebook-ignored-parameters"
+
+
+def test_unknown_parameters_are_ignored_and_named(api: Api, demo: Demo) -> None:
+    token = admin(demo)
+    plain = api.get(SESSIONS, token, params={"page_size": "3"})
+    assert IGNORED not in plain.headers
+    typo = api.get(SESSIONS, token, params={"page_size": "3", "ordering": "-start", "cours": "1"})
+    assert typo.status_code == 200
+    assert typo.headers[IGNORED] == "cours, ordering"
+    assert typo.json()["results"] == plain.json()["results"]
+    session = demo.manifest["course_sessions"]["main"][0]
+    retrieve = api.get(f"{SESSIONS}/{session}", token, params={"sort": "start", "expand": "venue"})
+    assert (retrieve.status_code, retrieve.headers[IGNORED]) == (200, "sort")
+    assert IGNORED not in api.get(f"{SESSIONS}/{session}", token, params={"fields": "id"}).headers
+    assert api.get("/healthz", params={"verbose": "1"}).headers[IGNORED] == "verbose"
+
+
+def test_errors_name_the_ignored_parameters_too(api: Api, demo: Demo) -> None:
+    bad_sort = api.get(SESSIONS, admin(demo), params={"sort": "name", "order": "asc"})
+    assert (bad_sort.status_code, bad_sort.headers[IGNORED]) == (400, "order")
+    no_token = api.get(SESSIONS, params={"page": "1", "limit": "5"})
+    assert (no_token.status_code, no_token.headers[IGNORED]) == (401, "limit")
+    bad_page = api.get(SESSIONS, admin(demo), params={"page": "99", "offset": "0"})
+    assert (bad_page.status_code, bad_page.headers[IGNORED]) == (404, "offset")
+
+
+def test_an_ignored_name_is_percent_encoded_in_the_header(api: Api, demo: Demo) -> None:
+    response = api.get(f"{SESSIONS}?a%0D%0Ab=1&%C3%A9t%C3%A9=2&page_size=1", admin(demo))
+    assert response.status_code == 200
+    assert response.headers[IGNORED] == "a%0D%0Ab, %C3%A9t%C3%A9"
 
 
 # -- a client written as TeamUp's are ------------------------------------------------------------

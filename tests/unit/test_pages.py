@@ -8,9 +8,11 @@ from urllib.parse import parse_qsl, urlsplit
 import pytest
 
 from coursebook.errors import ApiError
+from coursebook.graph import COURSE_SESSIONS, VENUE_ROOMS
 from coursebook.listing import (
     MAX_PAGE_SIZE,
     envelope,
+    list_parameters,
     page_number,
     page_url,
     parse_page,
@@ -121,3 +123,16 @@ def test_the_envelope_links_its_neighbours() -> None:
     assert (last["next"], last["previous"]) == (None, f"{BASE}{PATH}?page=2&page_size=10")
     only = envelope(BASE, PATH, {}, 1, 10, 10, [])
     assert (only["next"], only["previous"]) == (None, None)
+
+
+def test_a_listing_reads_its_filters_sort_and_page() -> None:
+    assert list_parameters(VENUE_ROOMS) == {"venue", "sort", "page", "page_size"}
+    sessions = list_parameters(COURSE_SESSIONS)
+    assert {
+        "course",
+        "instructors",
+        "local_starts_at_gte",
+        "start_lte",
+        "occupancy_status",
+    } <= sessions
+    assert "expand" not in sessions
