@@ -103,12 +103,12 @@ def parse_list_query(listing: Listing, query: Query, access: Access) -> ListQuer
 
     def last(name: str) -> str:
         values = query.get(name)
-        return values[-1].strip() if values else ""
+        return values[-1] if values else ""
 
     conditions: list[ColumnElement[bool]] = []
     filter_key: list[tuple[str, Hashable]] = []
     for spec in listing.filters:
-        raw = last(spec.name)
+        raw = last(spec.name).strip()
         if not raw:
             continue
         if isinstance(spec, IdsFilter):
@@ -123,7 +123,7 @@ def parse_list_query(listing: Listing, query: Query, access: Access) -> ListQuer
             condition, key = spec.condition(value), value
         conditions.append(condition)
         filter_key.append((spec.name, key))
-    sort = last(SORT) or listing.default_sort
+    sort = last(SORT).strip() or listing.default_sort
     if sort not in listing.sorts:
         raise invalid(SORT, f"'{sort}' is not a valid sort. Valid: {', '.join(listing.sorts)}.")
     return ListQuery(

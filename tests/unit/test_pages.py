@@ -63,7 +63,7 @@ def test_page_numbers(raw: str, page: int | None) -> None:
     assert parse_page(raw) == page
 
 
-@pytest.mark.parametrize("raw", ["0", "-1", "x", "2.0", "LAST", "first", "9" * 5000])
+@pytest.mark.parametrize("raw", ["0", "-1", "x", "2.0", "LAST", "last ", " ", "9" * 5000])
 def test_a_page_that_is_no_page_number_is_invalid(raw: str) -> None:
     invalid_page(parse_page, raw)
 
