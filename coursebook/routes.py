@@ -85,8 +85,7 @@ def ignored_parameters(endpoint: Endpoint, query: Mapping[str, list[str]]) -> st
     """The query parameters ``endpoint`` does not read, sorted, percent-encoded (a name is
     the client's text, and may hold anything) and joined by ``, ``; None when it reads
     them all."""
-    accepted = endpoint.parameters
-    unknown = [name for name in query if name not in accepted]
+    unknown = query.keys() - endpoint.parameters
     if not unknown:
         return None
     return ", ".join(quote(name, safe="") for name in sorted(unknown))
