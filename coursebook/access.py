@@ -65,6 +65,9 @@ class Access:
     mode: Mode
     scope: Scope
     params: Mapping[str, int]
+    #: The caller's staff profile at this provider, in either mode (``instructors=me``);
+    #: None for a caller without one, such as an M2M token.
+    staff_profile_id: int | None = None
 
     def filters(self, resource: str) -> tuple[ColumnElement[bool], ...]:
         """Every condition rows of ``resource`` must meet to appear in a response."""
@@ -161,7 +164,7 @@ def resolve(principal: Principal, provider_header: str | None, mode_header: str 
         return _provider_access(provider_id, staff.permissions, staff_profile_id=staff.id)
     if customer is None:
         raise _mode_not_allowed("customer")
-    return _customer_access(provider_id, customer.id)
+    return _customer_access(provider_id, customer.id, None if staff is None else staff.id)
 
 
 def _instructs() -> ColumnElement[bool]:
@@ -202,10 +205,10 @@ def _provider_access(
 ) -> Access:
     params = {PROVIDER_ID.key: provider_id}
     if permissions & FULL_READ:
-        return Access(provider_id, "provider", STAFF, params)
+        return Access(provider_id, "provider", STAFF, params, staff_profile_id)
     if permissions & INSTRUCTOR_READ and staff_profile_id is not None:
         params[STAFF_PROFILE_ID.key] = staff_profile_id
-        return Access(provider_id, "provider", INSTRUCTOR, params)
+        return Access(provider_id, "provider", INSTRUCTOR, params, staff_profile_id)
     raise ApiError(
         403,
         "permission_denied",
@@ -214,6 +217,8 @@ def _provider_access(
     )
 
 
-def _customer_access(provider_id: int, customer_profile_id: int) -> Access:
+def _customer_access(
+    provider_id: int, customer_profile_id: int, staff_profile_id: int | None
+) -> Access:
     params = {PROVIDER_ID.key: provider_id, CUSTOMER_PROFILE_ID.key: customer_profile_id}
-    return Access(provider_id, "customer", CUSTOMER, params)
+    return Access(provider_id, "customer", CUSTOMER, params, staff_profile_id)

@@ -26,7 +26,16 @@ from coursebook.db import Connections, create_db_engine
 from coursebook.errors import ApiError, not_found
 from coursebook.formats import JSON, Format, negotiate
 from coursebook.openapi import document_bytes
-from coursebook.routes import ROUTES, Document, ListOf, Probe, Retrieve, Route
+from coursebook.routes import (
+    IGNORED_PARAMETERS,
+    ROUTES,
+    Document,
+    ListOf,
+    Probe,
+    Retrieve,
+    Route,
+    ignored_parameters,
+)
 from coursebook.service import Credentials, Service
 from coursebook.settings import Settings
 
@@ -197,11 +206,27 @@ class CoursebookApp:
         await send({"type": "http.response.body", "body": b"" if head else response.body})
 
     def handle(self, request: Request, fmt: Format) -> Response:
-        """Route ``request`` and run its endpoint; raises ``ApiError`` for every error answer."""
+        """Route ``request`` and run its endpoint; raises ``ApiError`` for every error answer.
+
+        Every answer of a route, errors included, names the query parameters it ignored.
+        """
         found = ROUTES.match(request.path)
         if found is None:
             raise not_found()
         route, raw = found
+        ignored = ignored_parameters(route.endpoint, request.query)
+        if ignored is None:
+            return self.run(route, raw, request, fmt)
+        try:
+            response = self.run(route, raw, request, fmt)
+        except ApiError as error:
+            error.headers[IGNORED_PARAMETERS] = ignored
+            raise
+        header = (IGNORED_PARAMETERS.encode("latin-1"), ignored.encode("latin-1"))
+        return response._replace(headers=(*response.headers, header))
+
+    def run(self, route: Route, raw: dict[str, str], request: Request, fmt: Format) -> Response:
+        """Check the method, convert the path parameters and answer with the endpoint."""
         if request.method not in ALLOWED_METHODS:
             raise ApiError(
                 405,

@@ -1,6 +1,8 @@
 """Engine construction: SQLite in WAL mode by default, PostgreSQL by URL.
 
-JSON columns are decoded with orjson, as responses are encoded.
+JSON columns are decoded with orjson, as responses are encoded. ``local_time`` is the
+one SQL function the two dialects spell differently: PostgreSQL has the time-zone
+database, and SQLite connections get it from Python's ``zoneinfo``.
 """
 
 from __future__ import annotations
@@ -8,12 +10,17 @@ from __future__ import annotations
 import sqlite3
 import threading
 from contextlib import AbstractContextManager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import orjson
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, DateTime, Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.functions import FunctionElement
 
 #: PostgreSQL's isolation for a request: its statements share the first one's snapshot.
 SNAPSHOT = "REPEATABLE READ"
@@ -49,6 +56,44 @@ def _configure_sqlite(dbapi_connection: sqlite3.Connection, _record: Any) -> Non
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA cache_size=-32768")
     cursor.close()
+    dbapi_connection.create_function(SQLITE_LOCAL_TIME, 2, _sqlite_local_time, deterministic=True)
+
+
+class local_time(FunctionElement[datetime]):
+    """``local_time(instant, zone)``: the wall-clock time (naive) of a UTC ``instant`` in
+    the IANA time zone named by ``zone``; both are SQL expressions, so each row may have
+    its own zone."""
+
+    type = DateTime()
+    name = "local_time"
+    inherit_cache = True
+
+
+SQLITE_LOCAL_TIME = "coursebook_local_time"
+
+
+@compiles(local_time, "postgresql")
+def _postgresql_local_time(element: local_time, compiler: SQLCompiler, **kw: Any) -> str:
+    instant, zone = element.clauses
+    return f"timezone({compiler.process(zone, **kw)}, {compiler.process(instant, **kw)})"
+
+
+@compiles(local_time, "sqlite")
+def _sqlite_call(element: local_time, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"{SQLITE_LOCAL_TIME}({compiler.process(element.clauses, **kw)})"
+
+
+def _sqlite_local_time(stored: str | None, zone: str | None) -> str | None:
+    """SQLite's ``local_time``: a stored UTC date-time in ``zone``, written as SQLAlchemy
+    stores date-times there; NULL for a zone ``zoneinfo`` does not know (an exception
+    here would fail the statement)."""
+    if stored is None or zone is None:
+        return None
+    try:
+        local = datetime.fromisoformat(stored).replace(tzinfo=UTC).astimezone(ZoneInfo(zone))
+    except (KeyError, ValueError, OverflowError):
+        return None
+    return local.replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
 
 
 class StatementCounter:

@@ -372,17 +372,25 @@ class IdsFilter:
     parent: str
     condition: ParentCondition
     description: str
+    #: The parent's column holding a staff profile id, when ``me`` may name the parent
+    #: whose staff profile is the caller's (``instructors=me``).
+    me: ColumnElement[Any] | None = None
 
 
 @dataclass(frozen=True)
 class ValueFilter:
-    """``name=value``: a choice or a date-time bound."""
+    """``name=value``: choices or a date-time bound.
+
+    ``parse(name, raw)`` gives the value, or None when ``raw`` names nothing (``,``);
+    an array ``schema`` says the value is comma-separated.
+    """
 
     name: str
     parse: Callable[[str, str], Any]
     condition: ValueCondition
     schema: dict[str, Any]
     description: str
+    deprecated: bool = False
 
 
 Filter = IdsFilter | ValueFilter

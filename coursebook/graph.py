@@ -10,11 +10,14 @@ rendering, access and the OpenAPI document all read these declarations.
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 from sqlalchemy import ColumnElement, Select, and_, case, exists, func, or_, select
 
 from coursebook import models as m
+from coursebook.db import local_time
 from coursebook.fields import (
     BOOL,
     CUSTOMER_PROFILE_ID,
@@ -52,7 +55,14 @@ from coursebook.fields import (
     to_many,
     to_one,
 )
-from coursebook.values import choice, iso_date, local_datetime, minor_to_amount, parse_datetime
+from coursebook.values import (
+    Bound,
+    choices,
+    iso_date,
+    local_datetime,
+    minor_to_amount,
+    parse_bound,
+)
 
 SEE, HIDDEN = Customers.SEE, Customers.HIDDEN
 
@@ -768,29 +778,140 @@ COURSE_SESSION = Resource(
     zone=_session_zone,
 )
 
-DATE_TIME = {"type": "string", "format": "date-time"}
+#: A date-time filter's value: RFC 3339 (seconds may be left out), a plain date, or
+#: nothing (the filter is then absent).
+DATE_TIME_FILTER: dict[str, Any] = {
+    "type": "string",
+    "anyOf": [{"format": "date-time"}, {"format": "date"}, {"maxLength": 0}],
+}
+#: More than any UTC offset a time zone has had (Python's tzinfo requires less).
+ANY_OFFSET = timedelta(days=1)
 
 
-def _bound(column: ColumnElement[Any], op: str) -> ValueCondition:
-    if op == "gte":
-        return lambda value: column >= value
-    return lambda value: column <= value
+def _compare(expression: ColumnElement[Any], upper: bool) -> ValueCondition:
+    """Rows whose ``expression`` is within a ``Bound``: at or after it, or (``upper``)
+    at or before it (before it, for the midnight ending a plain date)."""
+
+    def condition(bound: Bound) -> ColumnElement[bool]:
+        if not upper:
+            return expression >= bound.at
+        return expression <= bound.at if bound.inclusive else expression < bound.at
+
+    return condition
 
 
-def _time_filters(column_name: str) -> list[ValueFilter]:
-    column = _cs.c[column_name]
+def _shifted(value: datetime, delta: timedelta) -> datetime:
+    """``value + delta``, held at the edge of time rather than past it."""
+    try:
+        return value + delta
+    except OverflowError:
+        return (datetime.max if delta > timedelta(0) else datetime.min).replace(tzinfo=value.tzinfo)
+
+
+def _venue_zone() -> ColumnElement[str]:
+    """The IANA time zone of the listed session's venue."""
+    venues = m.venues
+    return (
+        select(venues.c.timezone).where(venues.c.id == _cs.c.venue_id).correlate(_cs)
+    ).scalar_subquery()
+
+
+def _local_start(upper: bool) -> ValueCondition:
+    """Sessions whose start, as a wall-clock time in their venue's zone, is within a
+    ``Bound`` of local time.
+
+    The exact test (``local_time``, per row) runs only for starts within a day of the
+    bound read as UTC: an earlier or later start is in or out whatever its zone, and
+    that part is a range of the provider's start index.
+    """
+    exact = _compare(local_time(_cs.c.starts_at, _venue_zone()), upper)
+    start = _cs.c.starts_at
+
+    def condition(bound: Bound) -> ColumnElement[bool]:
+        as_utc = bound.at.replace(tzinfo=UTC)
+        earliest, latest = _shifted(as_utc, -ANY_OFFSET), _shifted(as_utc, ANY_OFFSET)
+        if upper:
+            return and_(start < latest, or_(start < earliest, exact(bound)))
+        return and_(start >= earliest, or_(start >= latest, exact(bound)))
+
+    return condition
+
+
+def _time_filters(
+    name: str, column: ColumnElement[Any], what: str, deprecated_for: str | None = None
+) -> list[ValueFilter]:
+    """``name_gte`` and ``name_lte``: sessions whose ``column`` (an instant) is within."""
+    notes = {
+        False: "at or after this date-time (RFC 3339, UTC when no offset).",
+        True: "at or before this date-time (RFC 3339, UTC when no offset); a plain date "
+        "covers that whole day, in UTC.",
+    }
     return [
         ValueFilter(
-            f"{column_name}_{op}",
-            parse_datetime,
-            _bound(column, op),
-            DATE_TIME,
-            f"Sessions with {column_name} {'at or after' if op == 'gte' else 'at or before'} "
-            "this date-time (ISO 8601; UTC when no offset).",
+            f"{name}_{op}",
+            partial(parse_bound, upper=upper),
+            _compare(column, upper),
+            DATE_TIME_FILTER,
+            f"Deprecated: use {deprecated_for}_{op}."
+            if deprecated_for
+            else f"Sessions {what} {notes[upper]}",
+            deprecated=deprecated_for is not None,
         )
-        for op in ("gte", "lte")
+        for op, upper in (("gte", False), ("lte", True))
     ]
 
+
+def _local_time_filters() -> list[ValueFilter]:
+    """``local_starts_at_gte`` / ``_lte``: starts as wall-clock times in the venue's zone."""
+    notes = {
+        False: "at or after this local time",
+        True: "at or before this local time (a plain date covers that whole local day)",
+    }
+    return [
+        ValueFilter(
+            f"local_starts_at_{op}",
+            partial(parse_bound, upper=upper, local=True),
+            _local_start(upper),
+            DATE_TIME_FILTER,
+            f"Sessions starting {notes[upper]} in their venue's time zone, e.g. "
+            "2026-04-30T06:30:00. An offset, if any, is disregarded.",
+        )
+        for op, upper in (("gte", False), ("lte", True))
+    ]
+
+
+def _choice_filter(
+    name: str, conditions: dict[str, ColumnElement[bool]], description: str
+) -> ValueFilter:
+    """``name=a,b``: rows meeting the condition of any of the named choices."""
+    return ValueFilter(
+        name,
+        choices(*conditions),
+        lambda values: or_(*(conditions[value] for value in values)),
+        {"type": "array", "items": {"type": "string", "enum": ["", *conditions]}},
+        description,
+    )
+
+
+def _occupancy() -> dict[str, ColumnElement[bool]]:
+    """What each ``occupancy_status`` means, from the kept ``attending_count`` (registered
+    or attended), ``max_occupancy`` (None or 0: unlimited, never full) and waitlisted
+    attendances."""
+    count, limit = _cs.c.attending_count, _cs.c.max_occupancy
+    waitlisted = select(m.attendances.c.id).where(
+        m.attendances.c.course_session_id == _cs.c.id, m.attendances.c.status == "waitlisted"
+    )
+    return {
+        "full": and_(limit > 0, count >= limit),
+        "not_full": or_(limit.is_(None), limit <= 0, count < limit),
+        "has_registrations": count > 0,
+        "has_waitlist": exists(waitlisted.correlate(_cs)),
+        "empty": count == 0,
+    }
+
+
+_by_start = (_cs.c.starts_at, _cs.c.id)
+_by_start_descending = (_cs.c.starts_at.desc(), _cs.c.id.desc())
 
 COURSE_SESSIONS = Listing(
     path="/api/v2/course_sessions",
@@ -812,7 +933,9 @@ COURSE_SESSIONS = Listing(
             "instructors",
             "instructor",
             _linked(_csi.c.course_session_id, _cs.c.id, _csi.c.instructor_id),
-            "Sessions taught by any of these instructors (comma-separated ids).",
+            "Sessions taught by any of these instructors (comma-separated ids); `me` is the "
+            "caller's own instructor, and matches nothing for a caller who has none.",
+            me=_ins.c.staff_profile_id,
         ),
         IdsFilter(
             "offering_types",
@@ -822,23 +945,32 @@ COURSE_SESSIONS = Listing(
             ),
             "Sessions of courses of these offering types (comma-separated ids).",
         ),
-        ValueFilter(
+        _choice_filter(
             "status",
-            choice("active", "cancelled"),
-            lambda value: _cs.c.status == value,
-            {"type": "string", "enum": ["active", "cancelled"]},
-            "Only sessions with this status.",
+            {status: _cs.c.status == status for status in ("active", "cancelled")},
+            "Sessions with any of these statuses (comma-separated).",
         ),
-        *_time_filters("starts_at"),
-        *_time_filters("ends_at"),
+        *_time_filters("starts_at", _cs.c.starts_at, "starting"),
+        *_time_filters("ends_at", _cs.c.ends_at, "ending"),
+        *_local_time_filters(),
+        *_time_filters("start", _cs.c.starts_at, "starting", deprecated_for="starts_at"),
+        _choice_filter(
+            "occupancy_status",
+            _occupancy(),
+            "Sessions in any of these states (comma-separated): `full` (a limit, reached), "
+            "`not_full`, `has_registrations` (someone registered or attended), "
+            "`has_waitlist` (someone waitlisted), `empty` (nobody registered).",
+        ),
     ),
     sorts={
-        "starts_at": (_cs.c.starts_at, _cs.c.id),
-        "-starts_at": (_cs.c.starts_at.desc(), _cs.c.id.desc()),
+        "start": _by_start,
+        "-start": _by_start_descending,
+        "starts_at": _by_start,
+        "-starts_at": _by_start_descending,
         "id": (_cs.c.id,),
         "-id": (_cs.c.id.desc(),),
     },
-    default_sort="starts_at",
+    default_sort="start",
     summary="List course sessions",
 )
 

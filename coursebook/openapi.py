@@ -16,19 +16,22 @@ from coursebook import __version__
 from coursebook.errors import MESSAGES
 from coursebook.fields import (
     RELATED_COLLECTION,
+    STR,
     Field,
     Filter,
     IdsFilter,
     Listing,
     Relation,
     Resource,
+    ValueFilter,
+    enum_schema,
     ref,
 )
 from coursebook.graph import RESOURCES, VALUE_SCHEMAS
 from coursebook.ids import ID
-from coursebook.listing import MAX_PAGE, MAX_PAGE_SIZE
+from coursebook.listing import LAST_PAGE, MAX_PAGE_SIZE, ME, PAGE, PAGE_SIZE, SORT
 from coursebook.projection import MAX_DEPTH
-from coursebook.routes import ROUTES, Document, ListOf, Probe, Retrieve, Route
+from coursebook.routes import IGNORED_PARAMETERS, ROUTES, Document, ListOf, Probe, Retrieve, Route
 from coursebook.values import MAX_IDS
 
 ERROR_STATUSES = ("400", "401", "403", "404", "405", "406", "429", "500", "503")
@@ -129,10 +132,23 @@ def _list_parameter(name: str, description: str, values: list[str]) -> dict[str,
     }
 
 
-def _error_response(status: str) -> dict[str, Any]:
-    description = MESSAGES[int(status)]
+#: The response header every answer of a route may carry (``routes.ignored_parameters``).
+IGNORED_PARAMETERS_HEADER = {
+    IGNORED_PARAMETERS: {
+        "description": (
+            "The query parameters this route ignored, sorted, percent-encoded and "
+            "separated by `, ` (TeamUp ignores unknown parameters without a word)."
+        ),
+        "schema": {"type": "string", "examples": ["cours, ordering"]},
+    }
+}
+
+
+def _error_response(status: str, description: str | None = None) -> dict[str, Any]:
+    description = description or MESSAGES[int(status)]
     return {
         "description": f"{description} (TeamUp's error body.)",
+        "headers": IGNORED_PARAMETERS_HEADER,
         "content": {
             "application/json": {"schema": ref("Error")},
             "application/xml": {"schema": ref("Error")},
@@ -160,7 +176,11 @@ PRIVATE_HEADERS = {
 def _ok(description: str, schema: dict[str, Any], *, private: bool = False) -> dict[str, Any]:
     return {
         "description": description,
-        "headers": {"ETag": ETAG_HEADER, **(PRIVATE_HEADERS if private else {})},
+        "headers": {
+            "ETag": ETAG_HEADER,
+            **(PRIVATE_HEADERS if private else {}),
+            **IGNORED_PARAMETERS_HEADER,
+        },
         "content": {
             "application/json": {"schema": schema},
             "application/xml": {"schema": schema},
@@ -290,26 +310,55 @@ def _retrieve_operation(route: Route, retrieve: Retrieve) -> dict[str, Any]:
     }
 
 
+def _ids_schema(spec: IdsFilter) -> dict[str, Any]:
+    """An id filter's ids; ``me`` too where the filter declares it."""
+    items = ID.schema if spec.me is None else {"anyOf": [ID.schema, enum_schema(ME)]}
+    return {"type": "array", "maxItems": MAX_IDS, "items": items}
+
+
 def _filter_parameter(spec: Filter) -> dict[str, Any]:
-    if isinstance(spec, IdsFilter):
-        return {
-            "name": spec.name,
-            "in": "query",
-            "description": spec.description,
-            "style": "form",
-            "explode": False,
-            "schema": {
-                "type": "array",
-                "maxItems": MAX_IDS,
-                "items": ID.schema,
-            },
-        }
-    return {
+    """A filter as a query parameter; an array is comma-separated, and every filter given
+    with an empty value is absent."""
+    schema = _ids_schema(spec) if isinstance(spec, IdsFilter) else spec.schema
+    parameter: dict[str, Any] = {
         "name": spec.name,
         "in": "query",
-        "description": spec.description,
-        "schema": spec.schema,
+        "description": f"{spec.description} Empty: no filter.",
+        "schema": schema,
     }
+    if schema.get("type") == "array":
+        parameter.update(style="form", explode=False)
+    if isinstance(spec, ValueFilter) and spec.deprecated:
+        parameter["deprecated"] = True
+    return parameter
+
+
+PAGE_PARAMETERS: list[dict[str, Any]] = [
+    {
+        "name": PAGE,
+        "in": "query",
+        "description": (
+            f"Page number, from 1, or `{LAST_PAGE}`. A page that is no integer, below 1 or "
+            "past the last is 404 `Invalid page.`; an empty list has one page, empty."
+        ),
+        "schema": {
+            "anyOf": [{"type": "integer", "minimum": 1}, enum_schema(LAST_PAGE, "")],
+            "default": 1,
+        },
+    },
+    {
+        "name": PAGE_SIZE,
+        "in": "query",
+        "description": (
+            f"Results per page, at most {MAX_PAGE_SIZE}: a larger one is {MAX_PAGE_SIZE}, "
+            f"and any other value (no integer, 0, negative) the default, {MAX_PAGE_SIZE}."
+        ),
+        "schema": {
+            "anyOf": [{"type": "integer", "minimum": 1, "maximum": MAX_PAGE_SIZE}, STR],
+            "default": MAX_PAGE_SIZE,
+        },
+    },
+]
 
 
 def _list_operation(route: Route, listing: Listing) -> dict[str, Any]:
@@ -320,36 +369,24 @@ def _list_operation(route: Route, listing: Listing) -> dict[str, Any]:
         "description": (
             f"{PERMISSIONS_NOTE} Lists only what the caller may read: an instructor-only "
             "staff profile sees the sessions it instructs, a customer the sessions visible "
-            "to it. A filter naming ids the caller cannot read matches nothing."
+            "to it. A filter naming ids the caller cannot read matches nothing. Pages are "
+            "Django REST framework's: `next` and `previous` keep every query parameter of "
+            "the request, sorted by name and percent-encoded."
         ),
         "security": [{"bearerAuth": []}],
         "parameters": [
             *[_filter_parameter(spec) for spec in listing.filters],
             {
-                "name": "sort",
+                "name": SORT,
                 "in": "query",
+                "description": "The order of the results. Empty: the default.",
                 "schema": {
                     "type": "string",
-                    "enum": list(listing.sorts),
+                    "enum": ["", *listing.sorts],
                     "default": listing.default_sort,
                 },
             },
-            {
-                "name": "page",
-                "in": "query",
-                "description": "Page number, from 1. A page past the last is empty.",
-                "schema": {"type": "integer", "minimum": 1, "maximum": MAX_PAGE, "default": 1},
-            },
-            {
-                "name": "page_size",
-                "in": "query",
-                "schema": {
-                    "type": "integer",
-                    "minimum": 1,
-                    "maximum": MAX_PAGE_SIZE,
-                    "default": MAX_PAGE_SIZE,
-                },
-            },
+            *PAGE_PARAMETERS,
             *_shared_parameters(resource, LIST_EXCLUDED),
         ],
         "responses": {
@@ -368,6 +405,7 @@ def _list_operation(route: Route, listing: Listing) -> dict[str, Any]:
                 private=True,
             ),
             **_error_refs(),
+            "404": _error_response("404", "Invalid page: `page` is no page of the list."),
         },
     }
 
@@ -429,7 +467,7 @@ def build_document() -> dict[str, Any]:
                 "NotModified": {
                     "description": "Not Modified: the If-None-Match header names the current "
                     "entity tag. No body.",
-                    "headers": {"ETag": ETAG_HEADER},
+                    "headers": {"ETag": ETAG_HEADER, **IGNORED_PARAMETERS_HEADER},
                 },
                 **{f"Error{status}": _error_response(status) for status in ERROR_STATUSES},
             },

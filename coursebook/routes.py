@@ -9,20 +9,35 @@ also builds related-collection URLs and page links, so that path is written once
 
 Every route answers with and without a trailing slash, and tolerates a doubled slash
 between segments, as TeamUp's own documentation writes ``/api/v2//course_sessions/``.
+
+Each endpoint knows the query parameters it reads (a list endpoint, from its
+``Listing``); any other is ignored, as TeamUp ignores it, and named to the client by
+``ignored_parameters``.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import quote
 
 from coursebook.fields import Listing, Resource
 from coursebook.graph import COURSE_SESSION, LISTINGS
 from coursebook.ids import ID, IdConvertor
+from coursebook.listing import list_parameters
 
 CONVERTORS: dict[str, IdConvertor] = {"id": ID}
 PARAMETER = re.compile(r"{([a-zA-Z_][a-zA-Z0-9_]*):([a-zA-Z_]+)}")
+
+#: The response header naming the query parameters a route ignored (TeamUp ignores them
+#: unannounced).
+IGNORED_PARAMETERS = "Coursebook-Ignored-Parameters"
+#: Read on every route, by the transport: the answer's format.
+EVERY_ROUTE = frozenset({"format"})
+#: Read by every endpoint answering with objects: the projection's ``expand`` and ``fields``.
+OBJECTS = EVERY_ROUTE | {"expand", "fields"}
 
 
 @dataclass(frozen=True)
@@ -32,6 +47,7 @@ class Retrieve:
     resource: Resource
     summary: str
     id_description: str
+    parameters: frozenset[str] = field(default=OBJECTS, init=False)
 
 
 @dataclass(frozen=True)
@@ -39,6 +55,10 @@ class ListOf:
     """A page of a list endpoint."""
 
     listing: Listing
+    parameters: frozenset[str] = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "parameters", OBJECTS | list_parameters(self.listing))
 
 
 @dataclass(frozen=True)
@@ -47,6 +67,7 @@ class Probe:
 
     database: bool
     summary: str
+    parameters: frozenset[str] = field(default=EVERY_ROUTE, init=False)
 
 
 @dataclass(frozen=True)
@@ -54,9 +75,20 @@ class Document:
     """A fixed document about the API (the OpenAPI document, Swagger UI)."""
 
     kind: str
+    parameters: frozenset[str] = field(default=EVERY_ROUTE, init=False)
 
 
 Endpoint = Retrieve | ListOf | Probe | Document
+
+
+def ignored_parameters(endpoint: Endpoint, query: Mapping[str, list[str]]) -> str | None:
+    """The query parameters ``endpoint`` does not read, sorted, percent-encoded (a name is
+    the client's text, and may hold anything) and joined by ``, ``; None when it reads
+    them all."""
+    unknown = query.keys() - endpoint.parameters
+    if not unknown:
+        return None
+    return ", ".join(quote(name, safe="") for name in sorted(unknown))
 
 
 def compile_path(template: str) -> tuple[re.Pattern[str], str, dict[str, IdConvertor]]:

@@ -24,7 +24,7 @@ from coursebook.auth import Principal, authenticate
 from coursebook.db import Connections
 from coursebook.errors import ApiError, invalid, not_found
 from coursebook.fields import PROVIDER_ID, Listing, RenderContext, Resource, select_columns
-from coursebook.listing import Query, envelope, parse_list_query
+from coursebook.listing import Query, envelope, page_number, parse_list_query
 from coursebook.loader import load
 from coursebook.memo import Memo, memo
 from coursebook.models import Id
@@ -197,7 +197,8 @@ class Service:
                     access.params,
                 ).scalar_one(),
             )
-            offset = (parsed.page - 1) * parsed.page_size
+            page = page_number(parsed.page, count, parsed.page_size)
+            offset = (page - 1) * parsed.page_size
             results: list[dict[str, Any]] = []
             if offset < count:
                 page_ids = (
@@ -218,7 +219,7 @@ class Service:
                 rows = [dict(zip(keys, row, strict=True)) for row in result.fetchall()]
                 level = load(conn, access, projection, rows, budget=self.budget, base_url=base_url)
                 results = render(projection, rows, level, caller.ctx)
-        return envelope(base_url, listing, query, parsed, count, results)
+        return envelope(base_url, listing.path, query, page, parsed.page_size, count, results)
 
     def ready(self) -> None:
         """Nothing when the database answers; 503 otherwise."""

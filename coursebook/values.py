@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Callable
-from datetime import UTC, date, datetime, tzinfo
+from datetime import UTC, date, datetime, timedelta, tzinfo
+from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
 from coursebook.errors import invalid
@@ -82,9 +83,13 @@ def minor_to_amount(minor: int) -> str:
     return f"{sign}{whole}.{cents:02d}"
 
 
-def parse_ids(name: str, raw: str) -> list[int]:
-    """``"1, 2,3"`` -> ``[1, 2, 3]``; 400 naming ``name`` for anything else."""
-    items = [item.strip() for item in raw.split(",") if item.strip()]
+def split_items(raw: str) -> list[str]:
+    """The non-empty items of a comma-separated value, stripped (``"1,,2 "`` -> 1 and 2)."""
+    return [item for item in (part.strip() for part in raw.split(",")) if item]
+
+
+def parse_ids(name: str, items: list[str]) -> list[int]:
+    """``["1", "2"]`` -> ``[1, 2]``; 400 naming ``name`` for an item that is no id."""
     if len(items) > MAX_IDS:
         raise invalid(name, f"At most {MAX_IDS} ids.")
     ids = []
@@ -98,43 +103,87 @@ def parse_ids(name: str, raw: str) -> list[int]:
     return ids
 
 
-_FRACTION = re.compile(r"(\.\d{6})\d+")
+def choices(*values: str) -> Callable[[str, str], tuple[str, ...] | None]:
+    """A parser of comma-separated items among ``values`` (sorted, once each); None when
+    the text names none."""
 
-
-def parse_datetime(name: str, raw: str) -> datetime:
-    """An ISO 8601 / RFC 3339 date or date-time; without an offset it is UTC."""
-    text = _FRACTION.sub(r"\1", raw.strip().upper())
-    try:
-        value = datetime.fromisoformat(text)
-    except ValueError:
-        raise invalid(
-            name, f"'{raw}' is not a date-time. Use ISO 8601, e.g. 2026-01-05T09:00:00Z."
-        ) from None
-    try:
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-    except OverflowError:  # an offset pushes it past year 1 or 9999: clamp
-        edge = datetime.max if value.year > 1 else datetime.min
-        return edge.replace(tzinfo=UTC)
-
-
-def choice(*values: str) -> Callable[[str, str], str]:
-    """A parser accepting exactly one of ``values``."""
-
-    def parse(name: str, raw: str) -> str:
-        if raw not in values:
-            raise invalid(name, f"'{raw}' is not valid. Valid: {', '.join(values)}.")
-        return raw
+    def parse(name: str, raw: str) -> tuple[str, ...] | None:
+        items = split_items(raw)
+        for item in items:
+            if item not in values:
+                raise invalid(name, f"'{item}' is not valid. Valid: {', '.join(values)}.")
+        return tuple(sorted(set(items))) or None
 
     return parse
 
 
-def parse_page(raw: str | None, name: str, default: int, maximum: int) -> int:
-    """A positive page number or size, within ``maximum``."""
-    if raw is None:
-        return default
-    if not raw.isascii() or not raw.isdigit() or len(raw) > 12 or int(raw) < 1:
-        raise invalid(name, f"'{raw}' is not valid: give an integer of at least 1.")
-    value = int(raw)
-    if value > maximum:
-        raise invalid(name, f"{value} is more than the maximum, {maximum}.")
-    return value
+#: An RFC 3339 date or date-time, upper-cased; seconds and the offset may be left out.
+_DATE_TIME = re.compile(
+    r"(?P<date>\d{4}-\d{2}-\d{2})"
+    r"(?:[T ](?P<time>\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?)(?P<offset>Z|[+-]\d{2}(?::?\d{2})?)?)?",
+    re.ASCII,
+)
+#: A date-time whose offset's ``+`` became a space when the query string was decoded.
+_PLUS_AS_SPACE = re.compile(
+    r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)? \d{2}(?::?\d{2})?", re.ASCII
+)
+_FRACTION = re.compile(r"(\.\d{6})\d+", re.ASCII)
+
+
+class Bound(NamedTuple):
+    """A date-time filter's value: rows compare with ``at``, and may equal it when
+    ``inclusive``.
+
+    ``at`` is an instant (aware, UTC) or, for a filter on local times, a wall-clock time
+    (naive). An upper bound written as a plain date is the next midnight, exclusive, so
+    that the whole day is in.
+    """
+
+    at: datetime
+    inclusive: bool = True
+
+
+def parse_bound(name: str, raw: str, *, upper: bool, local: bool = False) -> Bound:
+    """A date-time filter's value, from RFC 3339 text.
+
+    Seconds may be left out (``2026-01-02T00:00+00:00``, as TeamUp's clients write).
+    An instant without an offset is UTC. A ``local`` time is its wall-clock part: an
+    offset is allowed and disregarded, so that a date-time TeamUp wrote in a venue's
+    offset can be sent back as it is. A plain date is its midnight, and as an ``upper``
+    bound the whole day. An offset whose ``+`` arrived as a space (it was not
+    percent-encoded) is named as such: nothing else would tell the client.
+    """
+    text = raw.strip().upper()
+    found = _DATE_TIME.fullmatch(text)
+    if found is None:
+        if _PLUS_AS_SPACE.fullmatch(text):
+            raise invalid(
+                name,
+                f"'{raw}' has a space where its offset's '+' belongs: in a query string "
+                "'+' means a space, so percent-encode it as %2B (2026-01-02T00:00%2B00:00).",
+            )
+        example = "2026-04-30T06:30:00" if local else "2026-01-05T09:00:00Z"
+        raise invalid(name, f"'{raw}' is not a date-time. Use RFC 3339, e.g. {example}.")
+    time = _FRACTION.sub(r"\1", found["time"] or "00:00")
+    try:
+        value = datetime.fromisoformat(f"{found['date']}T{time}{found['offset'] or ''}")
+    except ValueError:
+        raise invalid(name, f"'{raw}' is not a valid date-time.") from None
+    value = value.replace(tzinfo=None) if local else _in_utc(value)
+    if upper and found["time"] is None:
+        try:
+            return Bound(value + timedelta(days=1), inclusive=False)
+        except OverflowError:  # the last day there is: all of it is before its end
+            return Bound(value.replace(hour=23, minute=59, second=59, microsecond=999999))
+    return Bound(value)
+
+
+def _in_utc(value: datetime) -> datetime:
+    """``value`` in UTC (UTC already when naive); past year 1 or 9999, the edge of time."""
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        edge = datetime.max if value.year > 1 else datetime.min
+        return edge.replace(tzinfo=UTC)

@@ -438,3 +438,37 @@ def error(api: Api, demo: Demo, **params: str) -> dict[str, Any]:
     assert body["code"] == "parameter_invalid"
     assert body["type"] == "invalid_request_error"
     return body
+
+
+def walk(
+    api: Api, token: str | None, url: str, headers: dict[str, str] | None = None
+) -> list[dict[str, Any]]:
+    """Every result of a collection, following ``next`` from ``url`` to the end."""
+    results: list[dict[str, Any]] = []
+    seen_urls = set()
+    next_url: str | None = url
+    while next_url:
+        assert next_url not in seen_urls, "pagination loops"
+        seen_urls.add(next_url)
+        response = api.get(next_url, token, headers=headers)
+        assert response.status_code == 200, response.text
+        page = response.json()
+        assert len(page["results"]) <= 100
+        results += page["results"]
+        next_url = page["next"]
+        if next_url is not None:
+            assert next_url.startswith(api.base_url + "/api/v2/")
+    return results
+
+
+def main_session_ids(demo: Demo, *conditions: Any) -> list[int]:
+    """The main provider's sessions meeting ``conditions``, in start order."""
+    cs = m.course_sessions
+    with demo.engine.connect() as conn:
+        return list(
+            conn.execute(
+                select(cs.c.id)
+                .where(cs.c.provider_id == demo.manifest["providers"]["main"], *conditions)
+                .order_by(cs.c.starts_at, cs.c.id)
+            ).scalars()
+        )

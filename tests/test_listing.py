@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -11,26 +11,7 @@ from sqlalchemy import select
 
 from coursebook import models as m
 from coursebook.demo import FULL_EXPANSION
-from tests.support import Api, Demo, get, rich_session
-
-
-def walk(api: Api, token: str, url: str, **headers: str) -> list[dict[str, Any]]:
-    """Every result of a collection, following ``next`` from ``url`` to the end."""
-    results: list[dict[str, Any]] = []
-    seen_urls = set()
-    next_url: str | None = url
-    while next_url:
-        assert next_url not in seen_urls, "pagination loops"
-        seen_urls.add(next_url)
-        response = api.get(next_url, token, headers=headers)
-        assert response.status_code == 200, response.text
-        page = response.json()
-        assert len(page["results"]) <= 100
-        results += page["results"]
-        next_url = page["next"]
-        if next_url is not None:
-            assert next_url.startswith(api.base_url + "/api/v2/")
-    return results
+from tests.support import Api, Demo, get, main_session_ids, rich_session, walk
 
 
 def page(api: Api, demo: Demo, path: str, role: str = "admin", **params: str) -> dict[str, Any]:
@@ -39,18 +20,6 @@ def page(api: Api, demo: Demo, path: str, role: str = "admin", **params: str) ->
     body: dict[str, Any] = response.json()
     assert list(body) == ["count", "next", "previous", "results"]
     return body
-
-
-def main_session_ids(demo: Demo, *conditions: Any) -> list[int]:
-    cs = m.course_sessions
-    with demo.engine.connect() as conn:
-        return list(
-            conn.execute(
-                select(cs.c.id)
-                .where(cs.c.provider_id == demo.manifest["providers"]["main"], *conditions)
-                .order_by(cs.c.starts_at, cs.c.id)
-            ).scalars()
-        )
 
 
 def test_every_related_collection_resolves_to_the_expansion(api: Api, demo: Demo) -> None:
@@ -90,41 +59,38 @@ def test_pages_walk_without_repeats_or_gaps(api: Api, demo: Demo) -> None:
 
 
 def test_next_and_previous_keep_every_other_parameter(api: Api, demo: Demo) -> None:
-    params = {"page_size": "5", "page": "2", "status": "active", "fields": "id", "sort": "-id"}
+    params = {"page_size": "5", "page": "3", "status": "active", "fields": "id", "sort": "-id"}
     body = page(api, demo, "/api/v2/course_sessions", **params)
-    for link, number in ((body["next"], "3"), (body["previous"], "1")):
+    for link, number in ((body["next"], "4"), (body["previous"], "2")):
         parts = urlsplit(link)
         assert f"{parts.scheme}://{parts.netloc}" == api.base_url
         assert parts.path == "/api/v2/course_sessions"
         query = {k: v[0] for k, v in parse_qs(parts.query).items()}
         assert query == {**params, "page": number}
+    second = page(api, demo, "/api/v2/course_sessions", page_size="5", page="2")
+    assert parse_qs(urlsplit(second["previous"]).query) == {"page_size": ["5"]}
     first = page(api, demo, "/api/v2/course_sessions", page_size="5")
     assert first["previous"] is None
-
-
-def test_a_page_past_the_end_is_empty(api: Api, demo: Demo) -> None:
-    count = len(main_session_ids(demo))
-    body = page(api, demo, "/api/v2/course_sessions", page="1000", page_size="100")
-    assert body["count"] == count and body["results"] == [] and body["next"] is None
-    assert body["previous"] is not None and body["previous"].endswith(f"page={-(-count // 100)}")
 
 
 @pytest.mark.parametrize(
     ("params", "parameter"),
     [
-        ({"page": "0"}, "page"),
-        ({"page": "-1"}, "page"),
-        ({"page": "x"}, "page"),
-        ({"page_size": "101"}, "page_size"),
-        ({"page_size": "0"}, "page_size"),
         ({"sort": "name"}, "sort"),
+        ({"sort": "start,-id"}, "sort"),
         ({"course": "1,x"}, "course"),
         ({"venues": "99999999999999999999"}, "venues"),
         ({"instructors": "1.5"}, "instructors"),
+        ({"instructors": "me,you"}, "instructors"),
+        ({"course": "me"}, "course"),
         ({"offering_types": "-3"}, "offering_types"),
         ({"status": "done"}, "status"),
+        ({"status": "active,done"}, "status"),
+        ({"occupancy_status": "crowded"}, "occupancy_status"),
         ({"starts_at_gte": "yesterday"}, "starts_at_gte"),
         ({"ends_at_lte": "2026-13-45"}, "ends_at_lte"),
+        ({"local_starts_at_gte": "06:30"}, "local_starts_at_gte"),
+        ({"start_lte": "2026-01-02T00:00:00 00:00"}, "start_lte"),
         ({"expand": "venu"}, "expand"),
     ],
 )
@@ -181,7 +147,10 @@ def test_filters_match_the_database(api: Api, demo: Demo) -> None:
             {"starts_at_gte": "2025-06-01T00:00:00Z"},
             main_session_ids(demo, cs.c.starts_at >= middle),
         ),
-        ({"starts_at_lte": "2025-06-01"}, main_session_ids(demo, cs.c.starts_at <= middle)),
+        (
+            {"starts_at_lte": "2025-06-01"},
+            main_session_ids(demo, cs.c.starts_at < middle + timedelta(days=1)),
+        ),
         (
             {"ends_at_gte": "2025-06-01T02:00:00+02:00"},
             main_session_ids(demo, cs.c.ends_at >= middle),

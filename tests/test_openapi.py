@@ -297,6 +297,49 @@ def test_headers_are_documented(document: dict[str, Any]) -> None:
     assert mode["schema"] == {"type": "string", "enum": ["customer", "provider"]}
 
 
+def test_the_course_session_list_documents_teamups_parameters(document: dict[str, Any]) -> None:
+    operation = document["paths"]["/api/v2/course_sessions"]["get"]
+    params = {p["name"]: p for p in operation["parameters"]}
+    for name in (
+        "course",
+        "venues",
+        "instructors",
+        "offering_types",
+        "status",
+        "starts_at_gte",
+        "ends_at_lte",
+        "local_starts_at_gte",
+        "local_starts_at_lte",
+        "occupancy_status",
+    ):
+        assert not params[name].get("deprecated", False), name
+        assert "Empty: no filter." in params[name]["description"], name
+    assert params["start_gte"]["deprecated"] and params["start_lte"]["deprecated"]
+    assert {"type": "string", "enum": ["me"]} in params["instructors"]["schema"]["items"]["anyOf"]
+    assert params["status"]["schema"]["items"]["enum"] == ["", "active", "cancelled"]
+    assert (params["status"]["style"], params["status"]["explode"]) == ("form", False)
+    assert params["occupancy_status"]["schema"]["items"]["enum"] == [
+        "",
+        "full",
+        "not_full",
+        "has_registrations",
+        "has_waitlist",
+        "empty",
+    ]
+    assert params["sort"]["schema"]["default"] == "start"
+    assert {"", "start", "-start"} <= set(params["sort"]["schema"]["enum"])
+    assert "last" in params["page"]["schema"]["anyOf"][1]["enum"]
+    assert "Invalid page." in params["page"]["description"]
+    assert "Invalid page" in operation["responses"]["404"]["description"]
+
+
+def test_every_answer_documents_the_ignored_parameters_header(document: dict[str, Any]) -> None:
+    for path, item in document["paths"].items():
+        assert "Coursebook-Ignored-Parameters" in item["get"]["responses"]["200"]["headers"], path
+    for name, response in document["components"]["responses"].items():
+        assert "Coursebook-Ignored-Parameters" in response["headers"], name
+
+
 def test_bearer_security(document: dict[str, Any]) -> None:
     assert document["components"]["securitySchemes"] == {
         "bearerAuth": {"type": "http", "scheme": "bearer"}

@@ -38,7 +38,7 @@ def refused(principal: Principal, provider: str | None, mode: str | None) -> Api
 
 def test_full_staff_reads_every_session_of_its_provider() -> None:
     access = resolve(user(staff={MAIN: {"manage_events"}}), None, None)
-    assert access == Access(MAIN, "provider", STAFF, {"access_provider_id": MAIN})
+    assert access == Access(MAIN, "provider", STAFF, {"access_provider_id": MAIN}, 100 + MAIN)
 
 
 def test_instructor_only_staff_reads_what_it_instructs() -> None:
@@ -109,6 +109,15 @@ def test_an_m2m_token_runs_in_provider_mode_with_its_permissions() -> None:
     assert resolve(m2m("developer"), str(MAIN), "provider").mode == "provider"
     error = refused(m2m("developer"), None, "customer")
     assert (error.status, error.code) == (403, "mode_not_allowed")
+
+
+def test_access_knows_the_callers_staff_profile_here_in_either_mode() -> None:
+    both = user(staff={MAIN: {"developer"}, OTHER: {"developer"}}, customers=(MAIN, OTHER))
+    for mode in ("customer", "provider"):
+        assert resolve(both, str(MAIN), mode).staff_profile_id == 100 + MAIN
+        assert resolve(both, str(OTHER), mode).staff_profile_id == 100 + OTHER
+    assert resolve(user(customers=(MAIN,)), None, None).staff_profile_id is None
+    assert resolve(m2m("developer"), None, None).staff_profile_id is None
 
 
 def test_an_m2m_token_with_instructor_permissions_only_reads_nothing() -> None:

@@ -10,7 +10,7 @@ from coursebook.graph import LISTINGS, RESOURCES
 from coursebook.ids import ID
 from coursebook.models import MAX_ID
 from coursebook.openapi import build_document
-from coursebook.routes import ROUTES, ListOf, Route, Router, compile_path
+from coursebook.routes import ROUTES, ListOf, Route, Router, compile_path, ignored_parameters
 
 
 def sample_path(route: Route) -> str:
@@ -109,3 +109,29 @@ def test_the_openapi_paths_are_the_route_table() -> None:
         operation["get"]["operationId"] for operation in build_document()["paths"].values()
     }
     assert operations == {route.name for route in ROUTES if route.name not in ("openapi", "docs")}
+
+
+def test_each_endpoint_names_the_parameters_it_does_not_read() -> None:
+    def ignored(path: str, *names: str) -> str | None:
+        found = ROUTES.match(path)
+        assert found is not None
+        return ignored_parameters(found[0].endpoint, dict.fromkeys(names, [""]))
+
+    assert ignored("/api/v2/course_sessions/1", "expand", "fields", "format") is None
+    assert ignored("/api/v2/course_sessions/1", "sort", "expand", "page") == "page, sort"
+    assert ignored("/api/v2/course_sessions", "ordering", "venues", "cours", "sort") == (
+        "cours, ordering"
+    )
+    assert ignored("/api/v2/venue_rooms", "venue", "venues") == "venues"
+    assert ignored("/healthz", "format", "expand") == "expand"
+    assert ignored("/api/v2/instructors", "a b", "é", "x\r\nSet-Cookie: y") == (
+        "a%20b, x%0D%0ASet-Cookie%3A%20y, %C3%A9"
+    )
+
+
+def test_a_list_endpoint_reads_its_listings_parameters() -> None:
+    for route in ROUTES:
+        if isinstance(route.endpoint, ListOf):
+            listing = route.endpoint.listing
+            names = {spec.name for spec in listing.filters} | {"sort", "page", "page_size"}
+            assert route.endpoint.parameters == names | {"expand", "fields", "format"}

@@ -1,117 +1,160 @@
-"""Date-times as TeamUp writes them: whole seconds at the zone's offset at that instant,
-``Z`` when it is zero (``coursebook.values.local_datetime``)."""
+"""coursebook.values on its own: date-time filter values, comma-separated items, ids and
+choices as a list request writes them."""
 
 from __future__ import annotations
 
-import logging
-from datetime import UTC, datetime, timedelta, timezone
-from zoneinfo import ZoneInfo
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from coursebook.values import ZONES, local_datetime
+from coursebook.errors import ApiError
+from coursebook.values import MAX_IDS, Bound, choices, parse_bound, parse_ids, split_items
+
+
+def refusal(raw: str, *, upper: bool = False, local: bool = False) -> str:
+    """The one message of the 400 that ``parse_bound`` answers ``raw`` with."""
+    with pytest.raises(ApiError) as caught:
+        parse_bound("starts_at_gte", raw, upper=upper, local=local)
+    error = caught.value
+    assert (error.status, error.code) == (400, "parameter_invalid")
+    [message] = error.field_errors["starts_at_gte"]
+    return message
+
+
+# -- date-time bounds ------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
-    ("utc", "zone", "expected"),
+    ("raw", "instant"),
     [
-        # TeamUp's recorded responses (docs/contract/SEMANTICS.md section 7)
-        (datetime(2026, 1, 29, 6, 30), "Europe/London", "2026-01-29T06:30:00Z"),
-        (datetime(2026, 3, 30, 5, 30), "Europe/London", "2026-03-30T06:30:00+01:00"),
-        (datetime(2026, 4, 30, 10, 30), "America/New_York", "2026-04-30T06:30:00-04:00"),
-        (datetime(2026, 1, 29, 11, 30), "America/New_York", "2026-01-29T06:30:00-05:00"),
-        (datetime(2026, 1, 29, 1, 0), "Asia/Kolkata", "2026-01-29T06:30:00+05:30"),
-        (datetime(2026, 1, 29, 6, 30), "UTC", "2026-01-29T06:30:00Z"),
-        # a day boundary crossed by the offset
-        (datetime(2026, 7, 1, 2, 0), "America/New_York", "2026-06-30T22:00:00-04:00"),
+        ("2026-01-02T00:00+00:00", datetime(2026, 1, 2, tzinfo=UTC)),
+        ("2026-01-02T00:00:00Z", datetime(2026, 1, 2, tzinfo=UTC)),
+        ("2026-01-02t00:00z", datetime(2026, 1, 2, tzinfo=UTC)),
+        ("2026-01-02T06:30-04:00", datetime(2026, 1, 2, 10, 30, tzinfo=UTC)),
+        ("2026-01-02T06:30:15+05:30", datetime(2026, 1, 2, 1, 0, 15, tzinfo=UTC)),
+        ("2026-01-02T06:30:15.5+0100", datetime(2026, 1, 2, 5, 30, 15, 500_000, tzinfo=UTC)),
+        ("2026-01-02T06:30:00.1234567Z", datetime(2026, 1, 2, 6, 30, 0, 123_456, tzinfo=UTC)),
+        ("2026-01-02T06:30:00-00:00", datetime(2026, 1, 2, 6, 30, tzinfo=UTC)),
+        ("2026-01-02 06:30", datetime(2026, 1, 2, 6, 30, tzinfo=UTC)),
+        (" 2026-01-02T06:30 ", datetime(2026, 1, 2, 6, 30, tzinfo=UTC)),
     ],
 )
-def test_written_at_the_zones_offset(utc: datetime, zone: str, expected: str) -> None:
-    assert local_datetime(utc, zone) == expected
+def test_an_instant_takes_any_offset_and_minute_precision(raw: str, instant: datetime) -> None:
+    bound = parse_bound("starts_at_gte", raw, upper=False)
+    assert bound == Bound(instant)
+    assert bound.at.utcoffset() == timedelta(0)
+    assert parse_bound("starts_at_lte", raw, upper=True) == Bound(instant)
 
 
-@pytest.mark.parametrize(
-    ("utc", "zone", "expected"),
-    [
-        # London springs forward at 01:00 UTC on 29 March 2026 ...
-        (datetime(2026, 3, 29, 0, 59, 59), "Europe/London", "2026-03-29T00:59:59Z"),
-        (datetime(2026, 3, 29, 1, 0), "Europe/London", "2026-03-29T02:00:00+01:00"),
-        # ... and falls back at 01:00 UTC on 25 October: 01:30 local happens twice.
-        (datetime(2026, 10, 25, 0, 30), "Europe/London", "2026-10-25T01:30:00+01:00"),
-        (datetime(2026, 10, 25, 1, 30), "Europe/London", "2026-10-25T01:30:00Z"),
-        # New York springs forward at 07:00 UTC on 8 March, falls back at 06:00 UTC on 1 Nov.
-        (datetime(2026, 3, 8, 6, 59), "America/New_York", "2026-03-08T01:59:00-05:00"),
-        (datetime(2026, 3, 8, 7, 0), "America/New_York", "2026-03-08T03:00:00-04:00"),
-        (datetime(2026, 11, 1, 5, 30), "America/New_York", "2026-11-01T01:30:00-04:00"),
-        (datetime(2026, 11, 1, 6, 30), "America/New_York", "2026-11-01T01:30:00-05:00"),
-    ],
-)
-def test_the_offset_follows_daylight_saving_changes(
-    utc: datetime, zone: str, expected: str
-) -> None:
-    assert local_datetime(utc, zone) == expected
-
-
-def test_a_naive_value_is_utc() -> None:
-    """SQLite gives date-times back without an offset; they were stored in UTC."""
-    naive = datetime(2026, 6, 1, 17, 45)
-    assert local_datetime(naive, "Europe/London") == "2026-06-01T18:45:00+01:00"
-    assert local_datetime(naive, "Europe/London") == local_datetime(
-        naive.replace(tzinfo=UTC), "Europe/London"
+def test_a_plain_date_is_its_midnight_below_and_its_whole_day_above() -> None:
+    assert parse_bound("x", "2026-01-02", upper=False) == Bound(datetime(2026, 1, 2, tzinfo=UTC))
+    assert parse_bound("x", "2026-01-02", upper=True) == Bound(
+        datetime(2026, 1, 3, tzinfo=UTC), inclusive=False
+    )
+    assert parse_bound("x", "2026-02-28", upper=True, local=True) == Bound(
+        datetime(2026, 3, 1), inclusive=False
     )
 
 
-def test_an_aware_value_in_another_zone_is_the_same_instant() -> None:
-    """PostgreSQL gives date-times in the connection's zone, whatever it is."""
-    berlin = datetime(2026, 6, 1, 19, 45, tzinfo=ZoneInfo("Europe/Berlin"))
-    minus_three = datetime(2026, 6, 1, 14, 45, tzinfo=timezone(timedelta(hours=-3)))
-    assert local_datetime(berlin, "Europe/London") == "2026-06-01T18:45:00+01:00"
-    assert local_datetime(minus_three, "Europe/London") == "2026-06-01T18:45:00+01:00"
+def test_a_plain_date_at_the_end_of_time_still_covers_its_day() -> None:
+    bound = parse_bound("x", "9999-12-31", upper=True)
+    assert bound == Bound(datetime.max.replace(tzinfo=UTC))
 
 
-@pytest.mark.parametrize("tz", [None, UTC])
-def test_fractions_of_a_second_are_dropped_not_rounded(tz: timezone | None) -> None:
-    """Truncated: 23:59:59.999999 stays in its second, its minute and its day."""
-    value = datetime(2026, 12, 31, 23, 59, 59, 999999, tzinfo=tz)
-    assert local_datetime(value, "UTC") == "2026-12-31T23:59:59Z"
-    assert local_datetime(value, "Asia/Kolkata") == "2027-01-01T05:29:59+05:30"
-    assert local_datetime(value.replace(microsecond=500), "Europe/London") == (
-        "2026-12-31T23:59:59Z"
+def test_offsets_past_the_edge_of_time_are_held_at_it() -> None:
+    assert parse_bound("x", "0001-01-01T00:00+01:00", upper=False).at == datetime.min.replace(
+        tzinfo=UTC
+    )
+    assert parse_bound("x", "9999-12-31T23:00-02:00", upper=True).at == datetime.max.replace(
+        tzinfo=UTC
     )
 
 
-@pytest.mark.parametrize(
-    "name", ["Mars/Olympus_Mons", "Europe/London ", "", "../../etc/passwd", "/etc/localtime"]
-)
-def test_an_unknown_zone_is_utc_and_logged_once(
-    name: str, caplog: pytest.LogCaptureFixture
-) -> None:
-    ZONES.pop(name, None)
-    value = datetime(2026, 6, 1, 17, 45, 30, 120000)
-    with caplog.at_level(logging.WARNING, logger="coursebook"):
-        assert local_datetime(value, name) == "2026-06-01T17:45:30Z"
-        assert local_datetime(value, name) == "2026-06-01T17:45:30Z"
-    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
-    assert warnings == [f"Unknown time zone {name!r}: its date-times are written in UTC"]
-
-
-def test_each_zone_is_looked_up_once() -> None:
-    first = ZONES["Asia/Kolkata"]
-    local_datetime(datetime(2026, 1, 1), "Asia/Kolkata")
-    assert ZONES["Asia/Kolkata"] is first
+def test_a_local_time_is_its_wall_clock_part() -> None:
+    assert parse_bound("x", "2026-04-30T06:30:00", upper=False, local=True) == Bound(
+        datetime(2026, 4, 30, 6, 30)
+    )
+    echoed = parse_bound("x", "2026-04-30T06:30:00-04:00", upper=True, local=True)
+    assert echoed == Bound(datetime(2026, 4, 30, 6, 30))
+    assert echoed.at.tzinfo is None
 
 
 @pytest.mark.parametrize(
-    ("value", "zone", "expected"),
+    "raw",
     [
-        # Local mean time, -00:01:15: RFC 3339 has no offset with seconds.
-        (datetime(1800, 1, 1, 12, 0), "Europe/London", "1800-01-01T12:00:00Z"),
-        # The local time would be in year 10000.
-        (datetime(9999, 12, 31, 23, 30), "Asia/Kolkata", "9999-12-31T23:30:00Z"),
-        (datetime(1, 1, 1, 0, 30, tzinfo=UTC), "America/New_York", "0001-01-01T00:30:00Z"),
+        "2026-01-02T00:00 00:00",
+        "2026-01-02T00:00:00 01:00",
+        "2026-01-02 06:30 0530",
+        "2026-01-02T00:00 05",
     ],
 )
-def test_what_cannot_be_written_locally_is_written_in_utc(
-    value: datetime, zone: str, expected: str
-) -> None:
-    assert local_datetime(value, zone) == expected
+@pytest.mark.parametrize("local", [False, True])
+def test_a_plus_that_arrived_as_a_space_is_named(raw: str, local: bool) -> None:
+    message = refusal(raw, local=local)
+    assert "%2B" in message and "'+'" in message
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "yesterday",
+        "2026-13-45",
+        "2026-02-30",
+        "2026-01-02T24:00",
+        "2026-01-02T10:00+24:00",
+        "2026-01-02T10",
+        "20260102",
+        "٢٠٢٦-01-02",
+        "2026-01-02T10:00:00.Z",
+        "1767312000",
+    ],
+)
+def test_anything_else_is_refused_with_an_example(raw: str) -> None:
+    message = refusal(raw)
+    assert raw in message
+    assert "%2B" not in message
+
+
+def test_the_example_of_a_local_filter_has_no_offset() -> None:
+    assert "2026-04-30T06:30:00." in refusal("soon", local=True)
+    assert "Z." in refusal("soon")
+
+
+# -- comma-separated items, ids and choices ------------------------------------------------
+
+
+def test_empty_items_are_no_items() -> None:
+    assert split_items("") == []
+    assert split_items(" , ,") == []
+    assert split_items("1,, 2 ,") == ["1", "2"]
+
+
+def test_ids() -> None:
+    assert parse_ids("venues", ["3", "1", "3"]) == [3, 1, 3]
+    for item in ("me", "0", "-1", "1.5", "9223372036854775808", "١"):
+        with pytest.raises(ApiError) as caught:
+            parse_ids("venues", ["1", item])
+        assert item in caught.value.field_errors["venues"][0]
+    with pytest.raises(ApiError):
+        parse_ids("venues", ["1"] * (MAX_IDS + 1))
+
+
+def test_choices_are_comma_separated_sorted_and_once_each() -> None:
+    parse = choices("active", "cancelled")
+    assert parse("status", "cancelled,active,cancelled") == ("active", "cancelled")
+    assert parse("status", " active ") == ("active",)
+    assert parse("status", ",") is None
+    with pytest.raises(ApiError) as caught:
+        parse("status", "active,done")
+    assert caught.value.field_errors == {
+        "status": ["'done' is not valid. Valid: active, cancelled."]
+    }
+
+
+def test_one_instant_written_two_ways_is_one_key() -> None:
+    """The count memo keys a list by its parsed filter values."""
+    written = {
+        parse_bound("x", raw, upper=False)
+        for raw in ("2026-01-02T00:00+01:00", "2026-01-01T23:00Z")
+    }
+    assert len(written) == 1
