@@ -14,9 +14,42 @@ from typing import Any
 import orjson
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from coursebook.settings import Settings
 
 #: PostgreSQL's isolation for a request: its statements share the first one's snapshot.
 SNAPSHOT = "REPEATABLE READ"
+
+
+def create_serving_engine(settings: Settings) -> Engine:
+    """The engine requests read through.
+
+    SQLite: ``create_db_engine``'s, run on the event loop (a statement is an in-process
+    index probe). PostgreSQL: asyncpg under SQLAlchemy's asyncio support, so that a
+    worker serves other requests while one waits for the server. The engine returned is
+    the sync facade of an ``AsyncEngine``: code using it runs inside ``greenlet_spawn``,
+    and each statement suspends its greenlet, not the worker. Every wait is bounded:
+    connecting, each statement (the driver cancels it) and the pool.
+    """
+    parsed = make_url(settings.database_url)
+    if parsed.get_backend_name() == "sqlite":
+        return create_db_engine(settings.database_url, pool_size=settings.database_pool_size)
+    statement_ms = int(settings.database_statement_timeout * 1000)
+    engine = create_async_engine(
+        parsed.set(drivername="postgresql+asyncpg"),
+        pool_size=settings.database_pool_size,
+        max_overflow=settings.database_pool_size,
+        pool_timeout=settings.database_pool_timeout,
+        json_deserializer=orjson.loads,
+        connect_args={
+            "timeout": settings.database_connect_timeout,
+            "command_timeout": settings.database_statement_timeout,
+            # The server gives up too, so a slow statement costs it nothing past the bound.
+            "server_settings": {"statement_timeout": str(statement_ms)},
+        },
+    )
+    return engine.sync_engine
 
 
 def create_db_engine(url: str, *, pool_size: int = 10) -> Engine:
