@@ -144,7 +144,7 @@ class Service:
                 if error.connection_invalidated and attempt == 1:
                     logger.warning("Database connection lost; reading again on another")
                     continue
-                if error.connection_invalidated or isinstance(error, UNAVAILABLE):
+                if error.connection_invalidated or _unavailable(error):
                     raise unavailable(error) from None
                 raise
             except (PoolTimeout, TimeoutError, OSError) as error:
@@ -264,6 +264,17 @@ class Service:
 
 #: Driver errors that say the database is not there (as opposed to a statement's fault).
 UNAVAILABLE = (OperationalError, InterfaceError)
+#: PostgreSQL's error classes that say so too: a statement cancelled at its timeout
+#: (57014), the server shutting down or starting (57P), connection trouble (08), too
+#: many connections (53300).
+UNAVAILABLE_STATES = ("57014", "57P", "08", "53300")
+
+
+def _unavailable(error: DBAPIError) -> bool:
+    if isinstance(error, UNAVAILABLE):
+        return True
+    state = getattr(error.orig, "pgcode", None) or getattr(error.orig, "sqlstate", None)
+    return isinstance(state, str) and state.startswith(UNAVAILABLE_STATES)
 
 
 def unavailable(error: BaseException) -> ApiError:
