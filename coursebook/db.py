@@ -18,8 +18,13 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from coursebook.settings import Settings
 
-#: PostgreSQL's isolation for a request: its statements share the first one's snapshot.
-SNAPSHOT = "REPEATABLE READ"
+#: What begins a request's snapshot on PostgreSQL: its statements from then on read
+#: the database as of the first one, and never write.
+BEGIN_SNAPSHOT = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
+#: Where a pooled connection notes that its request began a snapshot.
+SNAPSHOT_KEY = "coursebook.snapshot"
+#: Transaction control touches no table: the statement counter leaves it out.
+TRANSACTION_CONTROL = ("BEGIN", "ROLLBACK", "COMMIT")
 
 
 def create_serving_engine(settings: Settings) -> Engine:
@@ -91,25 +96,26 @@ class StatementCounter:
         self.count = 0
         event.listen(engine, "before_cursor_execute", self._count)
 
-    def _count(self, *_args: Any) -> None:
-        self.count += 1
+    def _count(self, _conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if not statement.startswith(TRANSACTION_CONTROL):
+            self.count += 1
 
 
 class Connections:
     """Where each request gets its connection, and the one snapshot it reads.
 
-    PostgreSQL: the engine's pool, checked out and returned per request, with a
-    pre-ping so that a restarted server costs no failed request. SQLite: each thread
-    keeps one connection for its life. Checking a connection out of SQLAlchemy's pool
-    and back costs about as much as a plain retrieve's two statements on a local
-    file, and a SQLite connection does not go stale.
+    SQLite: each thread keeps one connection for its life (checking one out of
+    SQLAlchemy's pool and back costs about as much as a plain retrieve's two
+    statements on a local file, and a SQLite connection does not go stale), and every
+    request's statements run in one read transaction, an explicit ``BEGIN`` rolled back
+    when the request ends: one snapshot, and the file's read lock taken once.
 
-    Every statement of a request runs in one read transaction: REPEATABLE READ on
-    PostgreSQL, an explicit ``BEGIN`` on SQLite (WAL mode), rolled back when the
-    request ends. A response is therefore read from one snapshot: a write committed
-    between two of its statements (the session and, say, its instructors) is either
-    wholly in it or wholly absent, and the next request sees it. On SQLite it also
-    takes the file's read lock once per request rather than once per statement.
+    PostgreSQL: the engine's pool, checked out per request with no pre-ping (a dead
+    connection is found on use and the read made again, ``service.Service._run``), in
+    autocommit; a request that reads more than one statement begins its snapshot
+    first (``snapshot``). Either way a write committed between two of a response's
+    statements (the session and, say, its instructors) is wholly in it or wholly
+    absent, and the next request sees it.
     """
 
     def __init__(self, engine: Engine) -> None:
@@ -122,7 +128,7 @@ class Connections:
     def connect(self) -> AbstractContextManager[Connection]:
         """A connection for one request, as a context manager."""
         if not self.keep:
-            return self.engine.connect().execution_options(isolation_level=SNAPSHOT)
+            return _Pooled(self.engine)
         conn: Connection | None = getattr(self._local, "conn", None)
         if conn is None or conn.closed or conn.invalidated:
             stale, conn = conn, self.engine.connect()
@@ -164,3 +170,42 @@ class _Kept:
             dbapi_connection.rollback()
         if self.conn.in_transaction():
             self.conn.rollback()
+
+
+class _Pooled:
+    """A pooled PostgreSQL connection lent to one request, in autocommit.
+
+    A request that reads one statement (a plain retrieve, whose token the memo or one
+    statement before gives) needs no transaction, so it pays no BEGIN and no ROLLBACK
+    round trip; one that reads several asks for a snapshot first (``snapshot``), which
+    is rolled back here when the request ends.
+    """
+
+    __slots__ = ("conn", "engine")
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def __enter__(self) -> Connection:
+        self.conn = self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+        return self.conn
+
+    def __exit__(self, *_exc: object) -> None:
+        try:
+            if self.conn.info.pop(SNAPSHOT_KEY, False) and not self.conn.invalidated:
+                self.conn.exec_driver_sql("ROLLBACK")
+        finally:
+            self.conn.close()
+
+
+def snapshot(conn: Connection) -> None:
+    """Make the rest of the request's statements read one snapshot of the database.
+
+    SQLite: they already do (a request's connection begins a read transaction).
+    PostgreSQL: a REPEATABLE READ transaction begins now; its first statement fixes the
+    snapshot, and a write committed after it is absent from every statement after.
+    """
+    if conn.dialect.name == "sqlite" or conn.info.get(SNAPSHOT_KEY):
+        return
+    conn.exec_driver_sql(BEGIN_SNAPSHOT)
+    conn.info[SNAPSHOT_KEY] = True

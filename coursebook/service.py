@@ -21,7 +21,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from coursebook.access import Access, Scope, resolve
 from coursebook.auth import Principal, authenticate
-from coursebook.db import Connections
+from coursebook.db import Connections, snapshot
 from coursebook.errors import ApiError, invalid, not_found
 from coursebook.fields import PROVIDER_ID, Listing, RenderContext, Resource, select_columns
 from coursebook.listing import Query, envelope, parse_list_query
@@ -183,6 +183,8 @@ class Service:
             projection = project(caller, resource, query)
             if object_id is None:
                 raise not_found()
+            if projection.children:  # the relations are read as the object was
+                snapshot(conn)
             access = caller.access
             rows = retrieve_query(resource, access.scope, projection.columns).rows(
                 conn, {**access.params, OBJECT_ID.key: object_id}
@@ -211,6 +213,7 @@ class Service:
             access = caller.access
             projection = project(caller, resource, query)
             parsed = parse_list_query(listing, query, access)
+            snapshot(conn)  # the count, the page and its relations agree
             conditions = (
                 *access.filters(resource.name),
                 *parsed.conditions,
