@@ -18,11 +18,12 @@ from typing import Any, NamedTuple, assert_never
 from urllib.parse import parse_qs
 
 import swagger_ui
+from sqlalchemy.util import greenlet_spawn
 from starlette.exceptions import HTTPException
 from starlette.staticfiles import StaticFiles
 from xxhash import xxh3_128_hexdigest
 
-from coursebook.db import Connections, create_db_engine
+from coursebook.db import Connections, create_serving_engine
 from coursebook.errors import ApiError, not_found
 from coursebook.formats import JSON, Format, negotiate
 from coursebook.openapi import document_bytes
@@ -150,6 +151,9 @@ class CoursebookApp:
         self.engine = connections.engine
         self.service = Service(connections, budget=settings.max_expanded_objects)
         self.static = StaticFiles(directory=SWAGGER_UI_ASSETS)
+        #: PostgreSQL's driver is asynchronous: a request's database work runs in a
+        #: greenlet that suspends at each round trip while the loop serves others.
+        self.suspends = self.engine.dialect.is_async
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -170,7 +174,10 @@ class CoursebookApp:
         try:
             request = _parse_request(scope, self.settings.public_url)
             fmt = negotiate(request.last("format"), request.headers.get("accept"))
-            response = self.handle(request, fmt)
+            if self.suspends:
+                response = await greenlet_spawn(self.handle, request, fmt)
+            else:
+                response = self.handle(request, fmt)
         except ApiError as error:
             response = _error_response(error, fmt)
         except Exception:
@@ -280,7 +287,10 @@ class CoursebookApp:
                 gc.freeze()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
-                self.connections.close()
+                if self.suspends:
+                    await greenlet_spawn(self.connections.close)
+                else:
+                    self.connections.close()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
@@ -298,5 +308,5 @@ def create_app(settings: Settings | None = None) -> CoursebookApp:
     """The application for ``settings`` (default: from the environment)."""
     settings = settings or Settings()
     logging.basicConfig(level=settings.log_level.upper())
-    engine = create_db_engine(settings.database_url, pool_size=settings.database_pool_size)
+    engine = create_serving_engine(settings)
     return CoursebookApp(settings, Connections(engine))

@@ -18,12 +18,50 @@ from zoneinfo import ZoneInfo
 import orjson
 from sqlalchemy import Connection, DateTime, Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.functions import FunctionElement
 
-#: PostgreSQL's isolation for a request: its statements share the first one's snapshot.
-SNAPSHOT = "REPEATABLE READ"
+from coursebook.settings import Settings
+
+#: What begins a request's snapshot on PostgreSQL: its statements from then on read
+#: the database as of the first one, and never write.
+BEGIN_SNAPSHOT = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
+#: Where a pooled connection notes that its request began a snapshot.
+SNAPSHOT_KEY = "coursebook.snapshot"
+#: Transaction control touches no table: the statement counter leaves it out.
+TRANSACTION_CONTROL = ("BEGIN", "ROLLBACK", "COMMIT")
+
+
+def create_serving_engine(settings: Settings) -> Engine:
+    """The engine requests read through.
+
+    SQLite: ``create_db_engine``'s, run on the event loop (a statement is an in-process
+    index probe). PostgreSQL: asyncpg under SQLAlchemy's asyncio support, so that a
+    worker serves other requests while one waits for the server. The engine returned is
+    the sync facade of an ``AsyncEngine``: code using it runs inside ``greenlet_spawn``,
+    and each statement suspends its greenlet, not the worker. Every wait is bounded:
+    connecting, each statement (the driver cancels it) and the pool.
+    """
+    parsed = make_url(settings.database_url)
+    if parsed.get_backend_name() == "sqlite":
+        return create_db_engine(settings.database_url, pool_size=settings.database_pool_size)
+    statement_ms = int(settings.database_statement_timeout * 1000)
+    engine = create_async_engine(
+        parsed.set(drivername="postgresql+asyncpg"),
+        pool_size=settings.database_pool_size,
+        max_overflow=settings.database_pool_size,
+        pool_timeout=settings.database_pool_timeout,
+        json_deserializer=orjson.loads,
+        connect_args={
+            "timeout": settings.database_connect_timeout,
+            "command_timeout": settings.database_statement_timeout,
+            # The server gives up too, so a slow statement costs it nothing past the bound.
+            "server_settings": {"statement_timeout": str(statement_ms)},
+        },
+    )
+    return engine.sync_engine
 
 
 def create_db_engine(url: str, *, pool_size: int = 10) -> Engine:
@@ -103,25 +141,26 @@ class StatementCounter:
         self.count = 0
         event.listen(engine, "before_cursor_execute", self._count)
 
-    def _count(self, *_args: Any) -> None:
-        self.count += 1
+    def _count(self, _conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if not statement.startswith(TRANSACTION_CONTROL):
+            self.count += 1
 
 
 class Connections:
     """Where each request gets its connection, and the one snapshot it reads.
 
-    PostgreSQL: the engine's pool, checked out and returned per request, with a
-    pre-ping so that a restarted server costs no failed request. SQLite: each thread
-    keeps one connection for its life. Checking a connection out of SQLAlchemy's pool
-    and back costs about as much as a plain retrieve's two statements on a local
-    file, and a SQLite connection does not go stale.
+    SQLite: each thread keeps one connection for its life (checking one out of
+    SQLAlchemy's pool and back costs about as much as a plain retrieve's two
+    statements on a local file, and a SQLite connection does not go stale), and every
+    request's statements run in one read transaction, an explicit ``BEGIN`` rolled back
+    when the request ends: one snapshot, and the file's read lock taken once.
 
-    Every statement of a request runs in one read transaction: REPEATABLE READ on
-    PostgreSQL, an explicit ``BEGIN`` on SQLite (WAL mode), rolled back when the
-    request ends. A response is therefore read from one snapshot: a write committed
-    between two of its statements (the session and, say, its instructors) is either
-    wholly in it or wholly absent, and the next request sees it. On SQLite it also
-    takes the file's read lock once per request rather than once per statement.
+    PostgreSQL: the engine's pool, checked out per request with no pre-ping (a dead
+    connection is found on use and the read made again, ``service.Service._run``), in
+    autocommit; a request that reads more than one statement begins its snapshot
+    first (``snapshot``). Either way a write committed between two of a response's
+    statements (the session and, say, its instructors) is wholly in it or wholly
+    absent, and the next request sees it.
     """
 
     def __init__(self, engine: Engine) -> None:
@@ -134,7 +173,7 @@ class Connections:
     def connect(self) -> AbstractContextManager[Connection]:
         """A connection for one request, as a context manager."""
         if not self.keep:
-            return self.engine.connect().execution_options(isolation_level=SNAPSHOT)
+            return _Pooled(self.engine)
         conn: Connection | None = getattr(self._local, "conn", None)
         if conn is None or conn.closed or conn.invalidated:
             stale, conn = conn, self.engine.connect()
@@ -176,3 +215,42 @@ class _Kept:
             dbapi_connection.rollback()
         if self.conn.in_transaction():
             self.conn.rollback()
+
+
+class _Pooled:
+    """A pooled PostgreSQL connection lent to one request, in autocommit.
+
+    A request that reads one statement (a plain retrieve, whose token the memo or one
+    statement before gives) needs no transaction, so it pays no BEGIN and no ROLLBACK
+    round trip; one that reads several asks for a snapshot first (``snapshot``), which
+    is rolled back here when the request ends.
+    """
+
+    __slots__ = ("conn", "engine")
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def __enter__(self) -> Connection:
+        self.conn = self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+        return self.conn
+
+    def __exit__(self, *_exc: object) -> None:
+        try:
+            if self.conn.info.pop(SNAPSHOT_KEY, False) and not self.conn.invalidated:
+                self.conn.exec_driver_sql("ROLLBACK")
+        finally:
+            self.conn.close()
+
+
+def snapshot(conn: Connection) -> None:
+    """Make the rest of the request's statements read one snapshot of the database.
+
+    SQLite: they already do (a request's connection begins a read transaction).
+    PostgreSQL: a REPEATABLE READ transaction begins now; its first statement fixes the
+    snapshot, and a write committed after it is absent from every statement after.
+    """
+    if conn.dialect.name == "sqlite" or conn.info.get(SNAPSHOT_KEY):
+        return
+    conn.exec_driver_sql(BEGIN_SNAPSHOT)
+    conn.info[SNAPSHOT_KEY] = True

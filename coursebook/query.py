@@ -187,10 +187,16 @@ class Query:
             if make_row is None:
                 make_row = prepared.make_row = self._row_maker(dialect, cursor.description)
         except dialect.loaded_dbapi.Error as error:
-            if dialect.is_disconnect(error, dbapi_connection, cursor):
+            lost = dialect.is_disconnect(error, dbapi_connection, cursor)
+            if lost:
                 conn.invalidate(error)
             raise DBAPIError.instance(
-                sql, arguments, error, dialect.loaded_dbapi.Error, dialect=dialect
+                sql,
+                arguments,
+                error,
+                dialect.loaded_dbapi.Error,
+                connection_invalidated=lost,
+                dialect=dialect,
             ) from error
         finally:
             cursor.close()

@@ -10,18 +10,18 @@ stage it fails in.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 from sqlalchemy import ColumnElement, Connection, bindparam, func, select, text
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from coursebook.access import Access, Scope, resolve
 from coursebook.auth import Principal, authenticate
-from coursebook.db import Connections
+from coursebook.db import Connections, snapshot
 from coursebook.errors import ApiError, invalid, not_found
 from coursebook.fields import PROVIDER_ID, Listing, RenderContext, Resource, select_columns
 from coursebook.listing import Query, envelope, page_number, parse_list_query
@@ -36,6 +36,7 @@ from coursebook.render import render, render_one
 logger = logging.getLogger("coursebook")
 
 PERMITTED = "_permitted"
+T = TypeVar("T")
 OBJECT_ID = bindparam("object_id", type_=Id)
 
 
@@ -129,14 +130,45 @@ class Service:
         self, credentials: Credentials, base_url: str
     ) -> Iterator[tuple[Connection, Caller]]:
         """A connection in one read snapshot, and the authorised caller."""
-        try:
-            with self.connections.connect() as conn:
-                yield conn, authorize(conn, credentials, base_url)
-        except (OperationalError, PoolTimeout) as error:
-            logger.warning("Database unavailable: %s", type(error).__name__)
-            raise ApiError(503, "service_unavailable") from None
+        with self.connections.connect() as conn:
+            yield conn, authorize(conn, credentials, base_url)
+
+    def _run(self, use_case: Callable[..., T], *args: Any) -> T:
+        """Run a read; once more on a fresh connection when the first was found lost
+        (a restarted or killed server: reading again is safe), and a 503 when the
+        database does not answer within the bounds of the settings."""
+        for attempt in (1, 2):
+            try:
+                return use_case(*args)
+            except DBAPIError as error:
+                if error.connection_invalidated and attempt == 1:
+                    logger.warning("Database connection lost; reading again on another")
+                    continue
+                if error.connection_invalidated or _unavailable(error):
+                    raise unavailable(error) from None
+                raise
+            except (PoolTimeout, TimeoutError, OSError) as error:
+                raise unavailable(error) from None
+        raise AssertionError("unreachable: the second attempt returns or raises")
 
     def retrieve(
+        self,
+        credentials: Credentials,
+        base_url: str,
+        resource: Resource,
+        object_id: int | None,
+        query: Query,
+    ) -> dict[str, Any]:
+        """One object of ``resource`` (``_retrieve``), database failures handled (``_run``)."""
+        return self._run(self._retrieve, credentials, base_url, resource, object_id, query)
+
+    def list(
+        self, credentials: Credentials, base_url: str, listing: Listing, query: Query
+    ) -> dict[str, Any]:
+        """A page of ``listing`` (``_list``), database failures handled (``_run``)."""
+        return self._run(self._list, credentials, base_url, listing, query)
+
+    def _retrieve(
         self,
         credentials: Credentials,
         base_url: str,
@@ -151,6 +183,8 @@ class Service:
             projection = project(caller, resource, query)
             if object_id is None:
                 raise not_found()
+            if projection.children:  # the relations are read as the object was
+                snapshot(conn)
             access = caller.access
             rows = retrieve_query(resource, access.scope, projection.columns).rows(
                 conn, {**access.params, OBJECT_ID.key: object_id}
@@ -164,7 +198,7 @@ class Service:
             level = load(conn, access, projection, rows, budget=self.budget, base_url=base_url)
             return render_one(projection, rows[0], level, caller.ctx)
 
-    def list(
+    def _list(
         self, credentials: Credentials, base_url: str, listing: Listing, query: Query
     ) -> dict[str, Any]:
         """A page of ``listing`` under the caller's access, in its envelope.
@@ -179,6 +213,7 @@ class Service:
             access = caller.access
             projection = project(caller, resource, query)
             parsed = parse_list_query(listing, query, access)
+            snapshot(conn)  # the count, the page and its relations agree
             conditions = (
                 *access.filters(resource.name),
                 *parsed.conditions,
@@ -226,6 +261,27 @@ class Service:
         try:
             with self.connections.engine.connect() as conn:
                 conn.execute(text("SELECT 1"))
-        except (OperationalError, DBAPIError, PoolTimeout) as error:
+        except (DBAPIError, PoolTimeout, TimeoutError, OSError) as error:
             logger.warning("Readiness check failed: %s", type(error).__name__)
             raise ApiError(503, "service_unavailable", "The database does not answer.") from None
+
+
+#: Driver errors that say the database is not there (as opposed to a statement's fault).
+UNAVAILABLE = (OperationalError, InterfaceError)
+#: PostgreSQL's error classes that say so too: a statement cancelled at its timeout
+#: (57014), the server shutting down or starting (57P), connection trouble (08), too
+#: many connections (53300).
+UNAVAILABLE_STATES = ("57014", "57P", "08", "53300")
+
+
+def _unavailable(error: DBAPIError) -> bool:
+    if isinstance(error, UNAVAILABLE):
+        return True
+    state = getattr(error.orig, "pgcode", None) or getattr(error.orig, "sqlstate", None)
+    return isinstance(state, str) and state.startswith(UNAVAILABLE_STATES)
+
+
+def unavailable(error: BaseException) -> ApiError:
+    """The 503 for a database that does not answer; the log names the failure's kind."""
+    logger.warning("Database unavailable: %s", type(error).__name__)
+    return ApiError(503, "service_unavailable")

@@ -19,6 +19,15 @@ class Settings(BaseSettings):
     database_pool_size: int = Field(default=10, ge=1, le=1000)
     """Connections kept open per worker process (PostgreSQL)."""
 
+    database_connect_timeout: float = Field(default=3.0, gt=0, le=300)
+    """Seconds to open a PostgreSQL connection (TCP and start-up) before giving up: 503."""
+
+    database_statement_timeout: float = Field(default=5.0, gt=0, le=300)
+    """Seconds one PostgreSQL statement may take, waiting for the server included: 503."""
+
+    database_pool_timeout: float = Field(default=3.0, gt=0, le=300)
+    """Seconds a request waits for a free PostgreSQL connection of its worker's pool: 503."""
+
     host: str = "127.0.0.1"
     """Address ``coursebook serve`` binds to."""
 

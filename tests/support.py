@@ -30,6 +30,7 @@ import uvicorn
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 from sqlalchemy import CursorResult, Engine, create_engine, event, func, select, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.pool import NullPool
 
 from coursebook import models as m
 from coursebook.app import CoursebookApp, create_app
@@ -50,7 +51,8 @@ def scratch_postgres(server_url: str, template: str | None = None) -> Iterator[s
     """A new PostgreSQL database on ``server_url``'s server, dropped on exit: empty, or a
     copy of the database named ``template`` (which nothing may be connected to)."""
     name = f"coursebook_test_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(server_url, isolation_level="AUTOCOMMIT")
+    # No pool: a test may restart the server, and the drop must not use a dead connection.
+    admin = create_engine(server_url, isolation_level="AUTOCOMMIT", poolclass=NullPool)
     copy = f' TEMPLATE "{template}"' if template else ""
     with admin.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}"{copy}'))

@@ -1,0 +1,52 @@
+"""Round trips to PostgreSQL, counted on the wire by a proxy between the service and the
+server (``bench/proxy.py``): a warm plain retrieve takes two (the token and the
+session, no transaction control), an expansion one per statement plus the BEGIN and
+ROLLBACK of its snapshot."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy.engine import make_url
+
+from bench.proxy import Proxy, running
+from coursebook.demo import FULL_EXPANSION
+from coursebook.settings import Settings
+from tests.support import Api, Demo, in_process
+
+
+@pytest.fixture
+def proxied(demo: Demo) -> Iterator[tuple[Api, Proxy]]:
+    if not demo.url.startswith("postgresql"):
+        pytest.skip("round trips to PostgreSQL")
+    url = make_url(demo.url)
+    with running(url.host or "127.0.0.1", url.port or 5432) as proxy:
+        through = url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
+        with in_process(Settings(database_url=through)) as client:
+            yield client, proxy
+
+
+def count(client: Api, proxy: Proxy, demo: Demo, **params: str) -> tuple[int, int]:
+    """Round trips and SQL statements of one request, made once before (a warm pool,
+    prepared statements)."""
+    path = f"/api/v2/course_sessions/{demo.manifest['course_sessions']['main'][0]}"
+    token = demo.manifest["tokens"]["admin"]
+    assert client.get(path, token, params=params).status_code == 200
+    trips, statements = proxy.round_trips, client.counter.count
+    assert client.get(path, token, params=params).status_code == 200
+    return proxy.round_trips - trips, client.counter.count - statements
+
+
+def test_a_plain_retrieve_takes_two_round_trips(proxied: tuple[Api, Proxy], demo: Demo) -> None:
+    client, proxy = proxied
+    assert count(client, proxy, demo) == (2, 2)
+
+
+@pytest.mark.parametrize("expand", ["venue", "venue,instructors", FULL_EXPANSION])
+def test_an_expansion_takes_a_round_trip_per_statement_and_its_snapshot(
+    proxied: tuple[Api, Proxy], demo: Demo, expand: str
+) -> None:
+    client, proxy = proxied
+    trips, statements = count(client, proxy, demo, expand=expand)
+    assert trips == statements + 2  # BEGIN and ROLLBACK
