@@ -27,10 +27,10 @@ lint: $(STAMP)
 test: lint
 	$(BIN)/pytest
 
-# `make bench` (13 minutes the first time on a slow 2-core machine, 7 after); `QUICK=1` for a
-# one-minute run; `PROFILE=1` also saves R1/R2 profiles to var/bench/profiles/.
+# `make bench`: SQLite and PostgreSQL (a local server; see README); `QUICK=1` for a
+# one-minute SQLite run (`POSTGRES=1` adds PostgreSQL's); `PROFILE=1` saves R1/R2 profiles.
 bench: $(STAMP)
-	$(BIN)/python -m bench.run $(if $(QUICK),--quick) $(if $(PROFILE),--profile)
+	$(BIN)/python -m bench.run $(if $(QUICK),--quick) $(if $(PROFILE),--profile) $(if $(POSTGRES),--postgres)
 
 # docs/fields.md is generated from the resource graph (a test fails when it is stale).
 docs: $(STAMP)

@@ -46,6 +46,12 @@ DATA = ROOT / "var" / "bench"
 PROFILES = ROOT / "var" / "bench" / "profiles"
 BIN = Path(sys.executable).parent
 CONNECTIONS = 32
+#: Where the PostgreSQL datasets are kept (a database each, made once).
+POSTGRES_ADMIN_URL = os.environ.get(
+    "COURSEBOOK_BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+)
+#: Added to each direction between coursebook and PostgreSQL: 1 ms a round trip.
+LATENCY_MS = 0.5
 #: Raised whenever the demo generator's output changes shape, so kept datasets are remade.
 DATASET_VERSION = 2
 #: R1-R4 take sessions of courses with fewer sessions than this: every course but the
@@ -87,6 +93,7 @@ class Config:
     dataset: str
     workers: int
     seconds: int
+    backend: str = "SQLite"
     results: dict[str, Result] = field(default_factory=dict)
     peak_mb: float = 0.0
 
@@ -110,8 +117,8 @@ def ensure_wrk() -> str:
     return found
 
 
-def dataset(scale: str) -> tuple[Path, dict[str, Any]]:
-    """The SQLite file and manifest of a demo dataset, generated once and kept.
+def dataset(scale: str) -> tuple[str, dict[str, Any]]:
+    """The SQLite URL and manifest of a demo dataset, generated once and kept.
 
     The names carry ``DATASET_VERSION``: a kept dataset of an older shape is deleted
     and made again rather than measured.
@@ -151,17 +158,71 @@ def dataset(scale: str) -> tuple[Path, dict[str, Any]]:
             stdout=subprocess.DEVNULL,
         )
     manifest: dict[str, Any] = json.loads(manifest_path.read_text())
-    return database, manifest
+    return f"sqlite:///{database}", manifest
 
 
-def session_count(database: Path, provider_id: int | None = None) -> int:
+def postgres_dataset(scale: str) -> tuple[str, dict[str, Any]] | None:
+    """The URL and manifest of a demo dataset in PostgreSQL, generated once and kept in a
+    database of its own on ``POSTGRES_ADMIN_URL``'s server; None when no server answers.
+
+    The same generator and seed as the SQLite dataset make the same rows.
+    """
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import OperationalError
+
+    name = f"coursebook_bench_{scale}_v{DATASET_VERSION}"
+    manifest_path = DATA / f"{scale}-v{DATASET_VERSION}-postgresql-manifest.json"
+    admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    url = make_url(POSTGRES_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+    try:
+        with admin.connect() as conn:
+            exists = conn.execute(
+                text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": name}
+            ).first()
+            if exists is None or not manifest_path.exists():
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+                conn.execute(text(f'CREATE DATABASE "{name}"'))
+                exists = None
+    except OperationalError:
+        log(f"no PostgreSQL at {make_url(POSTGRES_ADMIN_URL).host}: PostgreSQL runs skipped")
+        return None
+    finally:
+        admin.dispose()
+    env = {**os.environ, "COURSEBOOK_DATABASE_URL": url}
+    if exists is None:
+        log(f"generating the {scale} dataset in PostgreSQL (kept in database {name})")
+        started = time.monotonic()
+        command = [str(BIN / "coursebook"), "demo", "--scale", scale, "--seed", "42"]
+        command += ["--manifest", str(manifest_path)]
+        subprocess.run(command, env=env, check=True, stdout=subprocess.DEVNULL)
+        log(f"{scale} PostgreSQL dataset ready in {time.monotonic() - started:.0f} s")
+    else:
+        subprocess.run(
+            [BIN / "coursebook", "db", "upgrade"], env=env, check=True, stdout=subprocess.DEVNULL
+        )
+    manifest: dict[str, Any] = json.loads(manifest_path.read_text())
+    return url, manifest
+
+
+def scalar(url: str, query: str, params: dict[str, Any]) -> list[Any]:
+    """The first column of ``query``'s rows on the database at ``url``."""
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return [row[0] for row in conn.execute(text(query), params)]
+    finally:
+        engine.dispose()
+
+
+def session_count(url: str, provider_id: int | None = None) -> int:
     """Course sessions in the dataset, or of one provider."""
-    query = "SELECT count(*) FROM course_sessions"
-    with sqlite3.connect(database) as conn:
-        if provider_id is None:
-            return int(conn.execute(query).fetchone()[0])
-        where = " WHERE provider_id = ?"
-        return int(conn.execute(query + where, (provider_id,)).fetchone()[0])
+    if provider_id is None:
+        return int(scalar(url, "SELECT count(*) FROM course_sessions", {})[0])
+    query = "SELECT count(*) FROM course_sessions WHERE provider_id = :provider"
+    return int(scalar(url, query, {"provider": provider_id})[0])
 
 
 def free_port() -> int:
@@ -221,12 +282,19 @@ _LATENCY = re.compile(r"^\s+(50|99)%\s+([\d.]+)(us|ms|s)\s*$", re.M)
 _UNIT = {"us": 0.001, "ms": 1.0, "s": 1000.0}
 
 
-def run_wrk(wrk: str, url: str, paths: Path, token: str | None, seconds: int) -> dict[str, float]:
+def run_wrk(
+    wrk: str,
+    url: str,
+    paths: Path,
+    token: str | None,
+    seconds: int,
+    connections: int = CONNECTIONS,
+) -> dict[str, float]:
     """Requests per second, p50/p99 latency and non-2xx count of one wrk run."""
     command = [
         wrk,
         "-t2",
-        f"-c{CONNECTIONS}",
+        f"-c{connections}",
         f"-d{seconds}s",
         "--timeout",
         "10s",
@@ -255,7 +323,7 @@ def run_wrk(wrk: str, url: str, paths: Path, token: str | None, seconds: int) ->
     }
 
 
-def scenario_ids(database: Path, provider_id: int) -> list[int]:
+def scenario_ids(url: str, provider_id: int) -> list[int]:
     """Session ids for R1-R4: the provider's sessions of ordinary-length courses.
 
     Courses of ``ORDINARY_COURSE_LIMIT`` sessions or more (the demo's one long course)
@@ -270,9 +338,8 @@ def scenario_ids(database: Path, provider_id: int) -> list[int]:
         )
         ORDER BY id
     """
-    with sqlite3.connect(database) as conn:
-        rows = conn.execute(query, {"provider": provider_id, "limit": ORDINARY_COURSE_LIMIT})
-        ids = [int(row[0]) for row in rows]
+    params = {"provider": provider_id, "limit": ORDINARY_COURSE_LIMIT}
+    ids = [int(value) for value in scalar(url, query, params)]
     step = max(1.0, len(ids) / SCENARIO_IDS)
     return [ids[int(i * step)] for i in range(min(len(ids), SCENARIO_IDS))]
 
@@ -308,18 +375,20 @@ def http_scope(path: str, token: str) -> dict[str, Any]:
     }
 
 
-def count_statements(database: Path, token: str, paths: list[str]) -> float:
+def count_statements(url: str, token: str, paths: list[str]) -> float:
     """Average SQL statements per request, counted by the engine's event counter.
 
     Each request is made once before it is counted, so the connection's memo holds
     the token and any list count, as in steady use (docs/architecture.md,
     "Connections and the memo").
     """
+    from sqlalchemy.util import greenlet_spawn
+
     from coursebook.app import create_app
     from coursebook.db import StatementCounter
     from coursebook.settings import Settings
 
-    app = create_app(Settings(database_url=f"sqlite:///{database}", log_level="warning"))
+    app = create_app(Settings(database_url=url, log_level="warning"))
     counter = StatementCounter(app.engine)
     sample = paths[:: max(1, len(paths) // 25)][:25]
 
@@ -338,18 +407,24 @@ def count_statements(database: Path, token: str, paths: list[str]) -> float:
         await app(scope, receive, send)
         return status
 
-    counted = 0
-    for path in sample:
-        if asyncio.run(call(path)) != 200:
-            sys.exit(f"bench: {path} did not answer 200")
-        before = counter.count
-        asyncio.run(call(path))
-        counted += counter.count - before
-    app.connections.close()
-    return counted / len(sample)
+    async def count_all() -> float:
+        counted = 0
+        for path in sample:
+            if await call(path) != 200:
+                sys.exit(f"bench: {path} did not answer 200")
+            before = counter.count
+            await call(path)
+            counted += counter.count - before
+        if app.suspends:  # PostgreSQL's pool belongs to this loop: closed on it
+            await greenlet_spawn(app.connections.close)
+        else:
+            app.connections.close()
+        return counted / len(sample)
+
+    return asyncio.run(count_all())
 
 
-def profile(database: Path, token: str, paths: dict[str, list[str]]) -> None:
+def profile(url: str, token: str, paths: dict[str, list[str]]) -> None:
     """Save pyinstrument profiles of R1 and R2 (HTML) for the next optimisation."""
     from pyinstrument import Profiler
 
@@ -357,7 +432,7 @@ def profile(database: Path, token: str, paths: dict[str, list[str]]) -> None:
     from coursebook.formats import negotiate
     from coursebook.settings import Settings
 
-    app = create_app(Settings(database_url=f"sqlite:///{database}", log_level="warning"))
+    app = create_app(Settings(database_url=url, log_level="warning"))
     PROFILES.mkdir(parents=True, exist_ok=True)
     for name in ("R1", "R2"):
         requests = []
@@ -392,11 +467,11 @@ def timed(
     )
 
 
-def ceiling_command(port: int, workers: int) -> list[str]:
+def ceiling_command(port: int, workers: int, app: str = "bench.ceiling:app") -> list[str]:
     """The ceiling: ``bench/ceiling.py`` under the same uvicorn settings as coursebook."""
     return [
         str(BIN / "uvicorn"),
-        "bench.ceiling:app",
+        app,
         "--port",
         str(port),
         "--workers",
@@ -424,7 +499,9 @@ def mean_result(name: str, config: Config, runs: list[dict[str, float]]) -> Resu
     )
 
 
-def measure(wrk: str, scale: str, workers: int, seconds: int, do_profile: bool) -> Config:
+def measure(
+    wrk: str, scale: str, workers: int, seconds: int, do_profile: bool, postgres: bool = False
+) -> Config | None:
     """Every scenario on ``scale`` served by ``workers``, each between two ceiling runs.
 
     coursebook and the ceiling are both up for the whole configuration; the ceiling is
@@ -433,18 +510,18 @@ def measure(wrk: str, scale: str, workers: int, seconds: int, do_profile: bool) 
     it. A shared machine's speed drifts by tens of percent within minutes; measured
     seconds apart, a scenario and its ceiling drift together.
     """
-    database, manifest = dataset(scale)
+    found = postgres_dataset(scale) if postgres else dataset(scale)
+    if found is None:
+        return None
+    database, manifest = found
     token = manifest["tokens"]["admin"]
     count = session_count(database)
-    config = Config(f"{scale} ({count:,} sessions)", workers, seconds)
+    backend = "PostgreSQL" if postgres else "SQLite"
+    config = Config(f"{scale} ({count:,} sessions)", workers, seconds, backend)
     main = manifest["providers"]["main"]
     ids, main_count = scenario_ids(database, main), session_count(database, main)
     paths = {name: scenario_paths(name, ids, main_count) for name in SCENARIOS}
-    env = {
-        **os.environ,
-        "COURSEBOOK_DATABASE_URL": f"sqlite:///{database}",
-        "COURSEBOOK_LOG_LEVEL": "warning",
-    }
+    env = {**os.environ, "COURSEBOOK_DATABASE_URL": database, "COURSEBOOK_LOG_LEVEL": "warning"}
     DATA.mkdir(parents=True, exist_ok=True)
 
     port, ceiling_port = free_port(), free_port()
@@ -481,7 +558,8 @@ def measure(wrk: str, scale: str, workers: int, seconds: int, do_profile: bool) 
                 around = (ceiling_runs[-2]["rps"] + ceiling_runs[-1]["rps"]) / 2
                 result.ratio = result.rps / around
                 log(
-                    f"{scale} x{workers} {name}: {result.rps:.0f} req/s ({result.ratio:.1%} of "
+                    f"{backend} {scale} x{workers} {name}: {result.rps:.0f} req/s "
+                    f"({result.ratio:.1%} of "
                     f"a ceiling of {around:.0f}), p99 {result.p99_ms:.1f} ms, "
                     f"non-2xx {result.errors}"
                 )
@@ -491,14 +569,91 @@ def measure(wrk: str, scale: str, workers: int, seconds: int, do_profile: bool) 
 
     for name in SCENARIOS:
         config.results[name].statements = count_statements(database, token, paths[name])
-    if do_profile and workers == 1:
+    if do_profile and workers == 1 and not postgres:
         profile(database, token, paths)
+    return config
+
+
+def measure_network(wrk: str, seconds: int) -> Config | None:
+    """PostgreSQL a network hop away: R1 at 64 connections, 1 worker, straight to the
+    server, through ``bench/proxy.py`` adding nothing (the proxy's own cost), and through
+    it adding ``LATENCY_MS`` each way; and the bare asyncpg ceiling at 32 connections."""
+    from sqlalchemy.engine import make_url
+
+    found = postgres_dataset("small")
+    if found is None:
+        return None
+    url, manifest = found
+    token = manifest["tokens"]["admin"]
+    config = Config("small, R1, 1 worker", 1, seconds, "PostgreSQL over a network")
+    main = manifest["providers"]["main"]
+    path_file = DATA / "paths-network.txt"
+    path_file.write_text("\n".join(scenario_paths("R1", scenario_ids(url, main), 0)) + "\n")
+    target = make_url(url)
+    host, port = target.host or "127.0.0.1", target.port or 5432
+    plans: list[tuple[str, float | None, int]] = [
+        ("R1 at 64 connections, direct", None, 64),
+        ("R1 at 64 connections, through the proxy", 0.0, 64),
+        (f"R1 at 64 connections, {2 * LATENCY_MS:g} ms added a round trip", LATENCY_MS, 64),
+    ]
+    for name, delay, connections in plans:
+        through = url
+        proxy: subprocess.Popen[bytes] | None = None
+        if delay is not None:
+            proxy_port = free_port()
+            command = [sys.executable, "-m", "bench.proxy", str(proxy_port), host, str(port)]
+            proxy = subprocess.Popen([*command, str(delay)], cwd=ROOT)
+            time.sleep(1)
+            through = target.set(host="127.0.0.1", port=proxy_port).render_as_string(
+                hide_password=False
+            )
+        env = {**os.environ, "COURSEBOOK_DATABASE_URL": through, "COURSEBOOK_LOG_LEVEL": "warning"}
+        server_port = free_port()
+        server = [str(BIN / "coursebook"), "serve", "--port", str(server_port)]
+        try:
+            with serving(server, env, server_port):
+                base = f"http://127.0.0.1:{server_port}"
+                run_wrk(wrk, base, path_file, token, 2, connections)
+                measured = run_wrk(wrk, base, path_file, token, seconds, connections)
+        finally:
+            if proxy is not None:
+                proxy.terminate()
+                proxy.wait(10)
+        config.results[name] = Result(
+            name,
+            config.dataset,
+            1,
+            measured["rps"],
+            measured["p50"],
+            measured["p99"],
+            int(measured["errors"]),
+        )
+        log(f"PostgreSQL {name}: {measured['rps']:.0f} req/s, p99 {measured['p99']:.1f} ms")
+    dsn = target.set(drivername="postgresql").render_as_string(hide_password=False)
+    ceiling_port = free_port()
+    env = {**os.environ, "CEILING_POSTGRES_DSN": dsn}
+    with serving(ceiling_command(ceiling_port, 1, "bench.pg_ceiling:app"), env, ceiling_port):
+        base = f"http://127.0.0.1:{ceiling_port}"
+        run_wrk(wrk, base, path_file, None, 2)
+        measured = run_wrk(wrk, base, path_file, None, seconds)
+    name = "bare asyncpg ceiling (one statement), 32 connections"
+    config.results[name] = Result(
+        name,
+        config.dataset,
+        1,
+        measured["rps"],
+        measured["p50"],
+        measured["p99"],
+        int(measured["errors"]),
+    )
+    log(f"PostgreSQL {name}: {measured['rps']:.0f} req/s")
     return config
 
 
 def targets(configs: list[Config]) -> list[tuple[str, bool, str]]:
     """Each target of the benchmark issue, whether this run meets it, and the figures."""
-    one = [c for c in configs if c.workers == 1]
+    sqlite = [c for c in configs if c.backend == "SQLite"]
+    one = [c for c in sqlite if c.workers == 1]
     checks: list[tuple[str, bool, str]] = []
     for config in one:
         r = config.results
@@ -537,16 +692,53 @@ def targets(configs: list[Config]) -> list[tuple[str, bool, str]]:
             checks.append((f"large within 15% of small for {name}", b >= 0.85 * a, f"{b / a:.0%}"))
     peak = max(c.peak_mb for c in configs)
     checks.append(("peak memory < 150 MB per worker", peak < 150, f"{peak:.0f} MB"))
-    for config in configs:
-        errors = sum(result.errors for result in config.results.values())
-        if errors:
-            checks.append(
-                (
-                    f"{config.dataset} x{config.workers}: no error answers",
-                    False,
-                    f"{errors} non-2xx",
+    checks += postgres_targets(configs)
+    errors = {
+        f"{c.backend} {c.dataset} x{c.workers}": sum(r.errors for r in c.results.values())
+        for c in configs
+    }
+    failed = {label: count for label, count in errors.items() if count}
+    figure = ", ".join(f"{label}: {count}" for label, count in failed.items()) or "none"
+    checks.append(("no request of any configuration fails", not failed, figure))
+    return checks
+
+
+def postgres_targets(configs: list[Config]) -> list[tuple[str, bool, str]]:
+    """The PostgreSQL targets, where this run measured PostgreSQL."""
+    checks: list[tuple[str, bool, str]] = []
+    for pg in (c for c in configs if c.backend == "PostgreSQL" and c.workers == 1):
+        lite = next(
+            (
+                c
+                for c in configs
+                if c.backend == "SQLite" and c.workers == 1 and c.dataset == pg.dataset
+            ),
+            None,
+        )
+        if lite is not None:
+            for name in ("R1", "R2"):  # ratios to each one's ceiling: the runs drift apart
+                a, b = lite.results[name].ratio or 0.0, pg.results[name].ratio or 0.0
+                checks.append(
+                    (
+                        f"{pg.dataset}: PostgreSQL {name} >= 40% of SQLite {name}",
+                        b >= 0.4 * a,
+                        f"{b / a:.0%} ({pg.results[name].rps:,.0f} vs "
+                        f"{lite.results[name].rps:,.0f} req/s)",
+                    )
                 )
+        p99 = pg.results["R1"].p99_ms
+        checks.append((f"{pg.dataset}: PostgreSQL R1 p99 < 15 ms", p99 < 15, f"{p99:.1f} ms"))
+    for network in (c for c in configs if c.backend == "PostgreSQL over a network"):
+        results = list(network.results.values())
+        proxied, delayed = results[1], results[2]
+        checks.append(
+            (
+                f"PostgreSQL R1 at 64 connections with {2 * LATENCY_MS:g} ms added >= 50% "
+                "of it without (both through the proxy)",
+                delayed.rps >= 0.5 * proxied.rps,
+                f"{delayed.rps / proxied.rps:.0%} ({delayed.rps:,.0f} vs {proxied.rps:,.0f})",
             )
+        )
     return checks
 
 
@@ -586,22 +778,33 @@ def report(configs: list[Config], checks: list[tuple[str, bool, str]], command: 
         "machine's speed drifts between runs minutes apart. Errors count "
         "non-2xx answers and socket errors (wrk's timeout is 10 s).",
         "",
-        "| dataset | workers | scenario | req/s | ratio to ceiling | p50 ms | p99 ms "
-        "| SQL statements | errors |",
-        "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| database | dataset | workers | scenario | req/s | ratio to ceiling | p50 ms "
+        "| p99 ms | SQL statements | errors |",
+        "| --- | --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for config in configs:
         for name, result in config.results.items():
-            description = "ceiling" if name == "ceiling" else f"{name} {SCENARIOS[name][0]}"
-            ratio = "1" if name == "ceiling" else f"{result.ratio:.1%}"
+            if name == "ceiling":
+                description = "ceiling"
+            else:
+                description = f"{name} {SCENARIOS[name][0]}" if name in SCENARIOS else name
+            ratio = (
+                "1"
+                if name == "ceiling"
+                else ("" if result.ratio is None else f"{result.ratio:.1%}")
+            )
             statements = "" if result.statements is None else f"{result.statements:.1f}"
             lines.append(
-                f"| {config.dataset} | {config.workers} | {description} | {result.rps:,.0f} "
-                f"| {ratio} | {result.p50_ms:.2f} | {result.p99_ms:.2f} | {statements} "
-                f"| {result.errors} |"
+                f"| {config.backend} | {config.dataset} | {config.workers} | {description} "
+                f"| {result.rps:,.0f} | {ratio} | {result.p50_ms:.2f} | {result.p99_ms:.2f} "
+                f"| {statements} | {result.errors} |"
             )
     lines += ["", "Peak memory (VmHWM) per worker after each configuration:", ""]
-    lines += [f"- {c.dataset}, {c.workers} worker(s): {c.peak_mb:.0f} MB" for c in configs]
+    lines += [
+        f"- {c.backend}, {c.dataset}, {c.workers} worker(s): {c.peak_mb:.0f} MB"
+        for c in configs
+        if c.peak_mb
+    ]
     lines += ["", "## Targets", "", "| target | met | this run |", "| --- | --- | --- |"]
     lines += [f"| {name} | {'yes' if ok else 'no'} | {figure} |" for name, ok, figure in checks]
     lines += [
@@ -626,6 +829,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small dataset, 1 worker, 3 s runs")
     parser.add_argument("--profile", action="store_true", help="save R1/R2 profiles")
+    parser.add_argument(
+        "--postgres", action="store_true", help="with --quick: PostgreSQL's small dataset too"
+    )
     parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
     parser.add_argument(
         "--output",
@@ -637,13 +843,23 @@ def main() -> None:
         DATA / "performance-quick.md" if args.quick else ROOT / "docs" / "performance.md"
     )
     wrk = ensure_wrk()
+    plan: list[tuple[str, int, bool]]
     if args.quick:
-        plan, seconds = [("small", 1)], 3
+        plan, seconds = [("small", 1, False)], 3
+        if args.postgres:
+            plan.append(("small", 1, True))
     else:
-        plan = [("small", 1), ("large", 1), ("small", 2), ("large", 2)]
+        plan = [("small", 1, False), ("large", 1, False), ("small", 2, False)]
+        plan += [("large", 2, False), ("small", 1, True), ("small", 2, True)]
         seconds = args.duration
     started = time.monotonic()
-    configs = [measure(wrk, scale, workers, seconds, args.profile) for scale, workers in plan]
+    measured = [
+        measure(wrk, scale, workers, seconds, args.profile, postgres)
+        for scale, workers, postgres in plan
+    ]
+    if not args.quick or args.postgres:
+        measured.append(measure_network(wrk, seconds))
+    configs = [config for config in measured if config is not None]
     checks = targets(configs)
     command = "make bench" + (" (--quick)" if args.quick else "")
     text = report(configs, checks, command)
