@@ -99,6 +99,11 @@ def test_unexpected_errors_are_bare_500s_with_a_request_id(
 
 
 def test_revocation_takes_effect_in_every_worker(backend: str, tmp_path: Path) -> None:
+    """Two servers of two workers each on one database, as two hosts would run: a changed
+    permission applies, and a revoked token fails, on the next request to any worker.
+
+    Nothing a worker remembers between requests outlives a change: on SQLite the memo is
+    dropped when ``PRAGMA data_version`` moves; on PostgreSQL nothing is remembered."""
     with empty_database(backend, tmp_path) as url:
         env = {**os.environ, "COURSEBOOK_DATABASE_URL": url, "COURSEBOOK_LOG_LEVEL": "warning"}
         bin_dir = Path(sys.executable).parent
@@ -122,29 +127,64 @@ def test_revocation_takes_effect_in_every_worker(backend: str, tmp_path: Path) -
         token_id = re.search(r"Token (\d+) created", created.stdout)
         assert token_id is not None
         secret = created.stdout.strip().splitlines()[-1]
-        port = free_port()
-        server = subprocess.Popen(
-            [bin_dir / "coursebook", "serve", "--port", str(port), "--workers", "2"],
-            env=env,
-            cwd=tmp_path,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        ports = [free_port(), free_port()]
+        servers = [
+            subprocess.Popen(
+                [bin_dir / "coursebook", "serve", "--port", str(port), "--workers", "2"],
+                env=env,
+                cwd=tmp_path,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            for port in ports
+        ]
         try:
-            base = f"http://127.0.0.1:{port}"
+            bases = [f"http://127.0.0.1:{port}" for port in ports]
             deadline = time.monotonic() + 30
-            while True:
-                try:
-                    if httpx.get(f"{base}/healthz").status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                assert time.monotonic() < deadline, "the server did not start"
-                time.sleep(0.1)
-            session = f"{base}/api/v2/course_sessions/{manifest['course_sessions']['main'][0]}"
+            for base in bases:
+                while True:
+                    try:
+                        if httpx.get(f"{base}/healthz").status_code == 200:
+                            break
+                    except httpx.TransportError:
+                        pass
+                    assert time.monotonic() < deadline, "a server did not start"
+                    time.sleep(0.1)
+            path = f"/api/v2/course_sessions/{manifest['course_sessions']['main'][0]}"
             headers = {"Authorization": f"Bearer {secret}"}
-            # Fresh connections each time, so both workers answer some of them.
-            assert {httpx.get(session, headers=headers).status_code for _ in range(20)} == {200}
+
+            def answers() -> list[httpx.Response]:
+                # Fresh connections each time, so every worker of both servers answers some.
+                return [
+                    httpx.get(base + path, headers=headers) for base in bases for _ in range(20)
+                ]
+
+            assert {a.status_code for a in answers()} == {200}
+            engine = create_db_engine(url)
+            permissions = {name: False for name in m.PERMISSION_NAMES}
+            with engine.begin() as conn:
+                granted = (
+                    conn.execute(select(m.staff_profiles).where(m.staff_profiles.c.user_id == 1))
+                    .mappings()
+                    .all()
+                )
+                conn.execute(
+                    update(m.staff_profiles)
+                    .where(m.staff_profiles.c.user_id == 1)
+                    .values(**permissions)
+                )
+            refused = answers()
+            assert {a.status_code for a in refused} == {403}
+            assert {a.json()["code"] for a in refused} == {"permission_denied"}
+            with engine.begin() as conn:
+                for row in granted:
+                    conn.execute(
+                        update(m.staff_profiles)
+                        .where(m.staff_profiles.c.id == row["id"])
+                        .values(**{name: row[name] for name in m.PERMISSION_NAMES})
+                    )
+            engine.dispose()
+            assert {a.status_code for a in answers()} == {200}
             subprocess.run(
                 [bin_dir / "coursebook", "token", "revoke", token_id.group(1)],
                 env=env,
@@ -152,9 +192,10 @@ def test_revocation_takes_effect_in_every_worker(backend: str, tmp_path: Path) -
                 capture_output=True,
                 cwd=tmp_path,
             )
-            answers = [httpx.get(session, headers=headers) for _ in range(20)]
-            assert {a.status_code for a in answers} == {401}
-            assert {a.json()["code"] for a in answers} == {"authentication_failed"}
+            revoked = answers()
+            assert {a.status_code for a in revoked} == {401}
+            assert {a.json()["code"] for a in revoked} == {"authentication_failed"}
         finally:
-            server.terminate()
-            server.wait(10)
+            for server in servers:
+                server.terminate()
+                server.wait(10)
