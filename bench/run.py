@@ -455,7 +455,11 @@ def timed(
 ) -> Result:
     """A warm-up run, then the measured one, of ``name`` against ``url``."""
     run_wrk(wrk, url, paths, token, 2)
-    measured = run_wrk(wrk, url, paths, token, config.seconds)
+    return from_wrk(name, config, run_wrk(wrk, url, paths, token, config.seconds))
+
+
+def from_wrk(name: str, config: Config, measured: dict[str, float]) -> Result:
+    """The result of ``name`` in ``config`` from one wrk run's figures."""
     return Result(
         name,
         config.dataset,
@@ -619,15 +623,7 @@ def measure_network(wrk: str, seconds: int) -> Config | None:
             if proxy is not None:
                 proxy.terminate()
                 proxy.wait(10)
-        config.results[name] = Result(
-            name,
-            config.dataset,
-            1,
-            measured["rps"],
-            measured["p50"],
-            measured["p99"],
-            int(measured["errors"]),
-        )
+        config.results[name] = from_wrk(name, config, measured)
         log(f"PostgreSQL {name}: {measured['rps']:.0f} req/s, p99 {measured['p99']:.1f} ms")
     dsn = target.set(drivername="postgresql").render_as_string(hide_password=False)
     ceiling_port = free_port()
@@ -637,15 +633,7 @@ def measure_network(wrk: str, seconds: int) -> Config | None:
         run_wrk(wrk, base, path_file, None, 2)
         measured = run_wrk(wrk, base, path_file, None, seconds)
     name = "bare asyncpg ceiling (one statement), 32 connections"
-    config.results[name] = Result(
-        name,
-        config.dataset,
-        1,
-        measured["rps"],
-        measured["p50"],
-        measured["p99"],
-        int(measured["errors"]),
-    )
+    config.results[name] = from_wrk(name, config, measured)
     log(f"PostgreSQL {name}: {measured['rps']:.0f} req/s")
     return config
 
