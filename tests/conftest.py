@@ -38,13 +38,19 @@ def pytest_report_header() -> str:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Without a PostgreSQL server, deselect the PostgreSQL half instead of skipping it."""
-    if POSTGRES_URL:
-        return
-    postgresql = [item for item in items if _backend_of(item) == "postgresql"]
-    if postgresql:
-        config.hook.pytest_deselected(items=postgresql)
-        items[:] = [item for item in items if _backend_of(item) != "postgresql"]
+    """Deselect, rather than skip, what cannot run: a test marked ``postgresql`` on
+    SQLite, and without a PostgreSQL server the PostgreSQL half."""
+
+    def runs(item: pytest.Item) -> bool:
+        backend = _backend_of(item)
+        if backend == "sqlite" and item.get_closest_marker("postgresql") is not None:
+            return False
+        return bool(POSTGRES_URL) or backend != "postgresql"
+
+    deselected = [item for item in items if not runs(item)]
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+        items[:] = [item for item in items if runs(item)]
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

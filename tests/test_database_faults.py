@@ -159,8 +159,7 @@ def test_sigterm_stops_a_worker_within_the_bound(silent: SilentServer, tmp_path:
 
 @pytest.fixture
 def pg(demo: Demo) -> Demo:
-    if not demo.url.startswith("postgresql"):
-        pytest.skip("a PostgreSQL fault")
+    assert demo.url.startswith("postgresql"), "mark the test postgresql"
     return demo
 
 
@@ -177,6 +176,7 @@ def admin_session(demo: Demo) -> str:
     return f"/api/v2/course_sessions/{demo.manifest['course_sessions']['main'][0]}"
 
 
+@pytest.mark.postgresql
 @pytest.mark.writes
 def test_a_killed_backend_costs_no_failed_request(pg: Demo) -> None:
     token = pg.manifest["tokens"]["admin"]
@@ -192,6 +192,7 @@ def test_a_killed_backend_costs_no_failed_request(pg: Demo) -> None:
         assert client.get(admin_session(pg), token).status_code == 200
 
 
+@pytest.mark.postgresql
 @pytest.mark.writes
 def test_a_statement_that_cannot_finish_is_503_then_the_next_one_reads(pg: Demo) -> None:
     token = pg.manifest["tokens"]["admin"]
@@ -210,6 +211,7 @@ def test_a_statement_that_cannot_finish_is_503_then_the_next_one_reads(pg: Demo)
         assert client.get(admin_session(pg), token).status_code == 200
 
 
+@pytest.mark.postgresql
 @pytest.mark.writes
 def test_a_backend_killed_mid_request_is_read_again(pg: Demo) -> None:
     """The request's statement waits on a lock; its backend is killed while it waits; it
@@ -238,6 +240,7 @@ def test_a_backend_killed_mid_request_is_read_again(pg: Demo) -> None:
         admin.dispose()
 
 
+@pytest.mark.postgresql
 @pytest.mark.writes
 @pytest.mark.skipif(shutil.which("pg_ctlcluster") is None, reason="no pg_ctlcluster here")
 def test_a_restarted_server_costs_no_failed_request(pg: Demo) -> None:

@@ -15,11 +15,11 @@ from coursebook.demo import FULL_EXPANSION
 from coursebook.settings import Settings
 from tests.support import Api, Demo, in_process
 
+pytestmark = pytest.mark.postgresql
+
 
 @pytest.fixture
 def proxied(demo: Demo) -> Iterator[tuple[Api, Proxy]]:
-    if not demo.url.startswith("postgresql"):
-        pytest.skip("round trips to PostgreSQL")
     url = make_url(demo.url)
     with running(url.host or "127.0.0.1", url.port or 5432) as proxy:
         through = url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
