@@ -33,8 +33,10 @@ def encode_json(data: Any) -> bytes:
 
 # XML 1.0 cannot carry most control characters; they become U+FFFD.
 _INVALID_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
-_NEEDS_WORK = re.compile("[&<>\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
-_ESCAPES = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;"})
+_NEEDS_WORK = re.compile("[&<>\r\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+# A raw carriage return would parse back as a line feed (XML normalizes line ends):
+# written as a character reference, the XML reads back equal to its JSON twin.
+_ESCAPES = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", "\r": "&#13;"})
 
 
 def _text(text: str) -> str:

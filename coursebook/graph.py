@@ -696,8 +696,9 @@ def _session_url(name: str, audience: str) -> Computed:
     )
 
 
-def customer_visible_sessions() -> ColumnElement[bool]:
-    """Sessions a customer may see: published course, live offering type they may book."""
+def customer_may_book() -> ColumnElement[bool]:
+    """Offering types a customer may see: live, and public or, for membership holders,
+    linked to an active membership the customer holds."""
     ot = m.offering_types
     holds_membership = exists(
         select(m.customer_memberships.c.id)
@@ -711,17 +712,22 @@ def customer_visible_sessions() -> ColumnElement[bool]:
             m.customer_memberships.c.active.is_(True),
         )
     )
+    return and_(
+        ot.c.is_draft.is_(False),
+        or_(
+            ot.c.customer_visibility == "public",
+            and_(ot.c.customer_visibility == "membership_holders", holds_membership),
+        ),
+    )
+
+
+def customer_visible_sessions() -> ColumnElement[bool]:
+    """Sessions a customer may see: published course, live offering type they may book."""
+    ot = m.offering_types
     visible_courses = (
         select(m.courses.c.id)
         .join(ot, ot.c.id == m.courses.c.offering_type_id)
-        .where(
-            m.courses.c.published.is_(True),
-            ot.c.is_draft.is_(False),
-            or_(
-                ot.c.customer_visibility == "public",
-                and_(ot.c.customer_visibility == "membership_holders", holds_membership),
-            ),
-        )
+        .where(m.courses.c.published.is_(True), customer_may_book())
     )
     return _cs.c.course_id.in_(visible_courses.correlate(None))
 
@@ -1107,7 +1113,7 @@ OFFERING_TYPE = Resource(
     ),
     order_by=(_ot.c.id,),
     provider_column=_ot.c.provider_id,
-    customer_rows=(),
+    customer_rows=(customer_may_book(),),
 )
 
 COURSE = Resource(

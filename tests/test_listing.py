@@ -286,3 +286,32 @@ def test_id_zero_is_refused(api: Api, demo: Demo) -> None:
     )
     assert response.status_code == 400
     assert list(response.json()["field_errors"]) == ["venue"]
+
+
+def test_customers_learn_nothing_of_offering_types_they_may_not_see(api: Api, demo: Demo) -> None:
+    """``instructors?offering_type=ID`` for a draft or private offering type is an empty
+    page in customer mode, as if it did not exist; a public one lists its instructors."""
+    ot, link = m.offering_types, m.offering_type_instructors
+    taught = select(link.c.offering_type_id).distinct()
+    with demo.engine.connect() as conn:
+        rows = conn.execute(
+            select(ot.c.id, ot.c.is_draft, ot.c.customer_visibility).where(
+                ot.c.provider_id == demo.manifest["providers"]["main"], ot.c.id.in_(taught)
+            )
+        ).all()
+    hidden = [row.id for row in rows if row.is_draft or row.customer_visibility == "private"]
+    public = [row.id for row in rows if not row.is_draft and row.customer_visibility == "public"]
+    assert hidden and public, "the demo has both kinds"
+    tokens = demo.manifest["tokens"]
+
+    def count(token: str, offering_type: int) -> int:
+        response = api.get(
+            "/api/v2/instructors", token, params={"offering_type": str(offering_type)}
+        )
+        assert response.status_code == 200, response.text
+        return int(response.json()["count"])
+
+    for offering_type in hidden:
+        assert count(tokens["admin"], offering_type) > 0
+        assert count(tokens["customer"], offering_type) == 0
+    assert all(count(tokens["customer"], offering_type) > 0 for offering_type in public)

@@ -552,6 +552,12 @@ def test_docs_page_references_only_local_assets(api: Api) -> None:
     assert "/docs/assets/swagger-ui-bundle.js" in scripts
 
 
+def test_docs_page_asks_no_outside_validator(api: Api) -> None:
+    """Swagger UI's default validator is an outside service: opened through any host but
+    localhost, the page would send it the document's address."""
+    assert re.search(r"validatorUrl:\s*null", api.get("/docs").text)
+
+
 def test_every_docs_asset_is_served(api: Api) -> None:
     references = _docs_references(api)
     assert all(r.startswith("/docs/assets/") for r in references), references

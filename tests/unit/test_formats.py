@@ -170,8 +170,10 @@ def test_characters_xml_cannot_carry_become_the_replacement_character() -> None:
     assert xml_body({"t": text}) == "<t>a\ufffdb\ufffdc\ufffd\ufffd\ufffdd\ufffd\ufffd</t>"
     assert xml_body({"t": "<\x01>"}) == "<t>&lt;\ufffd&gt;</t>"
     assert xml_body(["\x02"]) == "<list-item>\ufffd</list-item>"
-    # Tab, line feed and carriage return are allowed, and kept.
-    assert xml_body({"t": "a\tb\nc\rd"}) == "<t>a\tb\nc\rd</t>"
+    # Tab and line feed are kept; a carriage return is a character reference, so that
+    # a parser (which turns a raw one into a line feed) reads it back as it was.
+    assert xml_body({"t": "a\tb\nc\rd"}) == "<t>a\tb\nc&#13;d</t>"
+    assert ElementTree.fromstring(encode_xml({"t": "c\r\nd"})).findtext("t") == "c\r\nd"
     parsed = ElementTree.fromstring(encode_xml({"t": text}))
     assert parsed.findtext("t") == "a\ufffdb\ufffdc\ufffd\ufffd\ufffdd\ufffd\ufffd"
 

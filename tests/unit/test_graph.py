@@ -61,7 +61,7 @@ def test_customer_scope_is_what_the_graph_declares() -> None:
         ("instructor", "availability_schedules"),
         ("offering_type", "availability_schedule_offering_types"),
     }
-    assert set(CUSTOMER.visible) == {"course_session", "membership"}
+    assert set(CUSTOMER.visible) == {"course_session", "membership", "offering_type"}
 
 
 @pytest.mark.parametrize(("resource", "relation"), RELATIONS)
