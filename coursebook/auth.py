@@ -27,6 +27,9 @@ from coursebook.tokens import hash_token
 SCHEMES = ("bearer", "token")
 CHALLENGE = {"WWW-Authenticate": "Bearer"}
 MAX_TOKEN_LENGTH = 256
+#: One message for every token that cannot be used, unknown, expired or revoked: telling
+#: them apart would tell the holder of a leaked token that it was once valid.
+UNUSABLE = "Invalid token."
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,7 +162,7 @@ def _look_up(conn: Connection, digest: str) -> tuple[Principal, datetime | None,
     """The principal of the token with ``digest``, its revocation and expiry; 401 if none."""
     rows = _PRINCIPAL.rows(conn, {"digest": digest})
     if not rows or not hmac.compare_digest(rows[0]["token_hash"], digest):
-        raise _failed("Invalid token.")
+        raise _failed(UNUSABLE)
     return _principal(rows), rows[0]["revoked_at"], rows[0]["expires_at"]
 
 
@@ -175,7 +178,7 @@ def authenticate(
     digest = hash_token(token)
     principal, revoked_at, expires_at = memo.get(("principal", digest), _look_up, conn, digest)
     if revoked_at is not None:
-        raise _failed("Token has been revoked.")
+        raise _failed(UNUSABLE)
     if expires_at is not None and _aware(expires_at) <= now:
-        raise _failed("Token has expired.")
+        raise _failed(UNUSABLE)
     return principal

@@ -53,6 +53,9 @@ def test_dead_tokens_fail(api: Api, demo: Demo, role: str) -> None:
     assert response.status_code == 401
     assert response.json()["code"] == "authentication_failed"
     assert response.headers["www-authenticate"] == "Bearer"
+    # The same answer as for a token never issued: nothing says it was once valid.
+    never = api.get(path(demo), "cb_" + "x" * 43)
+    assert response.json() == never.json()
 
 
 @pytest.mark.wire
