@@ -209,6 +209,15 @@ def _provider_access(
     if permissions & INSTRUCTOR_READ and staff_profile_id is not None:
         params[STAFF_PROFILE_ID.key] = staff_profile_id
         return Access(provider_id, "provider", INSTRUCTOR, params, staff_profile_id)
+    if permissions & INSTRUCTOR_READ:
+        # An API token teaches nothing: its instructor permissions reach no session.
+        raise ApiError(
+            403,
+            "permission_denied",
+            "An API token instructs no course session, so instructor_manage_events and "
+            "instructor_attendances read nothing with it. Requires one of: manage_events, "
+            "attendances, developer.",
+        )
     raise ApiError(
         403,
         "permission_denied",

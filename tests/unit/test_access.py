@@ -123,6 +123,10 @@ def test_access_knows_the_callers_staff_profile_here_in_either_mode() -> None:
 def test_an_m2m_token_with_instructor_permissions_only_reads_nothing() -> None:
     error = refused(m2m("instructor_manage_events"), None, None)
     assert (error.status, error.code) == (403, "permission_denied")
+    # It says why, and names only permissions that would read something.
+    message = error.message or ""
+    assert "instructs no course session" in message
+    assert message.endswith("Requires one of: manage_events, attendances, developer.")
 
 
 def test_credentials_reaching_no_provider_are_refused() -> None:
