@@ -90,10 +90,9 @@ class Field:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Column(Field):
-    """The row's ``column``, through ``convert`` when set (never called with None)."""
+    """The row's ``column``, as it is."""
 
     column: str
-    convert: Callable[[Any], Any] | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -474,7 +473,6 @@ def attr(
     schema: dict[str, Any],
     key: str | None = None,
     *,
-    convert: Callable[[Any], Any] | None = None,
     required: bool = True,
     omit_if_none: bool = False,
 ) -> Column:
@@ -483,7 +481,6 @@ def attr(
         name=name,
         schema=schema,
         column=key or name,
-        convert=convert,
         required=required,
         omit_if_none=omit_if_none,
     )

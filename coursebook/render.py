@@ -40,7 +40,6 @@ class Kind(enum.Enum):
     """How a step renders."""
 
     COLUMN = "the row's column as it is"
-    CONVERT = "the row's column through a conversion"
     DATE_TIME = "the row's date-time column in its zone"
     CONSTANT = "a constant"
     VALUE = "a value computed from the row"
@@ -57,7 +56,7 @@ class Step(NamedTuple):
     omit_if_none: bool = False
     #: The row key read (column, date-time column, to-one key).
     key: str | None = None
-    #: The conversion, getter, constant or collection path prefix.
+    #: The date-time writer, getter, constant or collection path prefix.
     value: Any = None
 
 
@@ -71,10 +70,8 @@ def plan_step(field: Field, loaded: bool) -> Step:
             return Step(Kind.MANY, name)
         case Constant(value=value):
             return Step(Kind.CONSTANT, name, value=value)
-        case Column(column=column, convert=None) | ToOne(key=column):
+        case Column(column=column) | ToOne(key=column):
             return Step(Kind.COLUMN, name, omit, column)
-        case Column(column=column, convert=convert):
-            return Step(Kind.CONVERT, name, omit, column, convert)
         case DateTime(column=column):
             return Step(Kind.DATE_TIME, name, omit, column, local_datetime)
         case ToMany():
@@ -161,16 +158,15 @@ def compile_renderer(projection: Projection) -> Renderer:
                 put(name, bind(step.value))
             case Kind.COLUMN:
                 put_or_omit(step, f"row[{step.key!r}]")
-            case Kind.CONVERT | Kind.DATE_TIME:
-                # A date-time is converted with the zone its resource's rows carry.
-                arguments = "value" if step.kind is Kind.CONVERT else f"value, row[{ZONE!r}]"
-                convert = f"{bind(step.value)}({arguments})"
+            case Kind.DATE_TIME:
+                # A date-time is written in the zone its resource's rows carry.
+                written = f"{bind(step.value)}(value, row[{ZONE!r}])"
                 if step.omit_if_none:
                     begin()
                     test = f"(value := row[{step.key!r}]) is not None"
-                    body.append(f"    if {test}: out[{name!r}] = {convert}")
+                    body.append(f"    if {test}: out[{name!r}] = {written}")
                 else:
-                    put(name, f"(None if (value := row[{step.key!r}]) is None else {convert})")
+                    put(name, f"(None if (value := row[{step.key!r}]) is None else {written})")
             case Kind.VALUE:
                 put_or_omit(step, f"{bind(step.value)}(row, ctx)")
             case Kind.COLLECTION:

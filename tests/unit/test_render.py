@@ -157,6 +157,5 @@ def test_tracebacks_through_generated_code_show_its_source() -> None:
 
 def test_field_declarations_make_their_kinds() -> None:
     assert plan_step(attr("x", {}), False).kind is Kind.COLUMN
-    assert plan_step(attr("x", {}, convert=str), False).kind is Kind.CONVERT
     assert plan_step(date_time("x"), False).kind is Kind.DATE_TIME
     assert plan_step(obj("thing"), False).value == "thing"
