@@ -156,7 +156,7 @@ class Connections:
     when the request ends: one snapshot, and the file's read lock taken once.
 
     PostgreSQL: the engine's pool, checked out per request with no pre-ping (a dead
-    connection is found on use and the read made again, ``service.Service._run``), in
+    connection is found on use and the read made again, ``service._reading``), in
     autocommit; a request that reads more than one statement begins its snapshot
     first (``snapshot``). Either way a write committed between two of a response's
     statements (the session and, say, its instructors) is wholly in it or wholly

@@ -9,11 +9,12 @@ stage it fails in.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, NamedTuple, ParamSpec, TypeVar
 
 from sqlalchemy import ColumnElement, Connection, bindparam, func, select, text
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
@@ -37,6 +38,7 @@ logger = logging.getLogger("coursebook")
 
 PERMITTED = "_permitted"
 T = TypeVar("T")
+P = ParamSpec("P")
 OBJECT_ID = bindparam("object_id", type_=Id)
 
 
@@ -118,6 +120,30 @@ def retrieve_query(resource: Resource, scope: Scope, columns: frozenset[str]) ->
     )
 
 
+def _reading(use_case: Callable[P, T]) -> Callable[P, T]:
+    """``use_case``, read once more on a fresh connection when the first was found lost
+    (a restarted or killed server: reading again is safe), and a 503 when the database
+    does not answer within the bounds of the settings."""
+
+    @functools.wraps(use_case)
+    def read(*args: P.args, **kwargs: P.kwargs) -> T:
+        for attempt in (1, 2):
+            try:
+                return use_case(*args, **kwargs)
+            except DBAPIError as error:
+                if error.connection_invalidated and attempt == 1:
+                    logger.warning("Database connection lost; reading again on another")
+                    continue
+                if error.connection_invalidated or _unavailable(error):
+                    raise unavailable(error) from None
+                raise
+            except UNREACHABLE as error:
+                raise unavailable(error) from None
+        raise AssertionError("unreachable: the second attempt returns or raises")
+
+    return read
+
+
 class Service:
     """The use cases over one database, for the transport to call."""
 
@@ -129,46 +155,13 @@ class Service:
     def _caller(
         self, credentials: Credentials, base_url: str
     ) -> Iterator[tuple[Connection, Caller]]:
-        """A connection in one read snapshot, and the authorised caller."""
+        """A connection for the request (``Connections.connect``), and the authorised
+        caller."""
         with self.connections.connect() as conn:
             yield conn, authorize(conn, credentials, base_url)
 
-    def _run(self, use_case: Callable[..., T], *args: Any) -> T:
-        """Run a read; once more on a fresh connection when the first was found lost
-        (a restarted or killed server: reading again is safe), and a 503 when the
-        database does not answer within the bounds of the settings."""
-        for attempt in (1, 2):
-            try:
-                return use_case(*args)
-            except DBAPIError as error:
-                if error.connection_invalidated and attempt == 1:
-                    logger.warning("Database connection lost; reading again on another")
-                    continue
-                if error.connection_invalidated or _unavailable(error):
-                    raise unavailable(error) from None
-                raise
-            except (PoolTimeout, TimeoutError, OSError) as error:
-                raise unavailable(error) from None
-        raise AssertionError("unreachable: the second attempt returns or raises")
-
+    @_reading
     def retrieve(
-        self,
-        credentials: Credentials,
-        base_url: str,
-        resource: Resource,
-        object_id: int | None,
-        query: Query,
-    ) -> dict[str, Any]:
-        """One object of ``resource`` (``_retrieve``), database failures handled (``_run``)."""
-        return self._run(self._retrieve, credentials, base_url, resource, object_id, query)
-
-    def list(
-        self, credentials: Credentials, base_url: str, listing: Listing, query: Query
-    ) -> dict[str, Any]:
-        """A page of ``listing`` (``_list``), database failures handled (``_run``)."""
-        return self._run(self._list, credentials, base_url, listing, query)
-
-    def _retrieve(
         self,
         credentials: Credentials,
         base_url: str,
@@ -198,7 +191,8 @@ class Service:
             level = load(conn, access, projection, rows, budget=self.budget, base_url=base_url)
             return render_one(projection, rows[0], level, caller.ctx)
 
-    def _list(
+    @_reading
+    def list(
         self, credentials: Credentials, base_url: str, listing: Listing, query: Query
     ) -> dict[str, Any]:
         """A page of ``listing`` under the caller's access, in its envelope.
@@ -261,13 +255,15 @@ class Service:
         try:
             with self.connections.engine.connect() as conn:
                 conn.execute(text("SELECT 1"))
-        except (DBAPIError, PoolTimeout, TimeoutError, OSError) as error:
+        except (DBAPIError, *UNREACHABLE) as error:
             logger.warning("Readiness check failed: %s", type(error).__name__)
             raise ApiError(503, "service_unavailable", "The database does not answer.") from None
 
 
 #: Driver errors that say the database is not there (as opposed to a statement's fault).
 UNAVAILABLE = (OperationalError, InterfaceError)
+#: What connecting or waiting raises past its bound, before any driver error exists.
+UNREACHABLE = (PoolTimeout, TimeoutError, OSError)
 #: PostgreSQL's error classes that say so too: a statement cancelled at its timeout
 #: (57014), the server shutting down or starting (57P), connection trouble (08), too
 #: many connections (53300).
