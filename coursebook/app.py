@@ -186,31 +186,21 @@ class CoursebookApp:
             response = _error_response(
                 ApiError(500, "server_error", headers={"X-Request-ID": request_id}), fmt
             )
-        if response.status != 200:
-            headers = [
-                (b"content-type", response.content_type),
-                (b"content-length", str(len(response.body)).encode()),
-                *response.headers,
-            ]
-            await send(
-                {"type": "http.response.start", "status": response.status, "headers": headers}
-            )
-            await send({"type": "http.response.body", "body": b"" if head else response.body})
-            return
-        etag = entity_tag(response.body)
-        if request is not None and none_match(request.headers.get("if-none-match"), etag):
-            headers = [(b"etag", etag), *response.headers]
-            await send({"type": "http.response.start", "status": 304, "headers": headers})
-            await send({"type": "http.response.body", "body": b""})
-            return
+        status, body = response.status, response.body
         headers = [
             (b"content-type", response.content_type),
-            (b"content-length", str(len(response.body)).encode()),
-            (b"etag", etag),
+            (b"content-length", str(len(body)).encode()),
             *response.headers,
         ]
-        await send({"type": "http.response.start", "status": 200, "headers": headers})
-        await send({"type": "http.response.body", "body": b"" if head else response.body})
+        if status == 200:
+            etag = (b"etag", entity_tag(body))
+            if request is not None and none_match(request.headers.get("if-none-match"), etag[1]):
+                # Not modified: the tag and the answer's own headers, no body to describe.
+                status, body, headers = 304, b"", [etag, *response.headers]
+            else:
+                headers.insert(2, etag)
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": b"" if head else body})
 
     def handle(self, request: Request, fmt: Format) -> Response:
         """Route ``request`` and run its endpoint; raises ``ApiError`` for every error answer.

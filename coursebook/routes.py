@@ -18,7 +18,7 @@ Each endpoint knows the query parameters it reads (a list endpoint, from its
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
@@ -131,11 +131,6 @@ class Route:
         object.__setattr__(self, "path_format", path_format)
         object.__setattr__(self, "convertors", convertors)
 
-    def match(self, path: str) -> dict[str, str] | None:
-        """The raw path parameters when ``path`` is this route's, else None."""
-        found = self.pattern.match(path)
-        return None if found is None else found.groupdict()
-
     def convert(self, raw: dict[str, str]) -> dict[str, Any]:
         """The parameters through their converters; ``ValueError`` for one that is not valid."""
         if not raw:
@@ -159,7 +154,7 @@ class Router:
         if len(set(names)) != len(names):
             raise ValueError(f"route names repeat: {names}")
 
-    def __iter__(self) -> Any:
+    def __iter__(self) -> Iterator[Route]:
         return iter(self.routes)
 
     def match(self, path: str) -> tuple[Route, dict[str, str]] | None:
