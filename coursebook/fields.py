@@ -177,13 +177,19 @@ class ToOne(Relation):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class ToMany(Relation):
-    """The related collection's URL until expanded, then the objects."""
+class Many(Relation):
+    """A relation to any number of objects, stored as ``link`` says."""
 
     link: Link
+    many: ClassVar[bool] = True
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ToMany(Many):
+    """The related collection's URL until expanded, then the objects."""
+
     listing: Listing
     filter: IdsFilter
-    many: ClassVar[bool] = True
 
     @property
     def expandable(self) -> bool:
@@ -195,12 +201,10 @@ class ToMany(Relation):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class DeferredMany(Relation):
+class DeferredMany(Many):
     """Related objects rendered only when asked for by name."""
 
-    link: Link
     required: bool = False
-    many: ClassVar[bool] = True
 
     @property
     def deferred(self) -> bool:
@@ -216,7 +220,7 @@ def reads(field: Field) -> tuple[str, ...]:
             return (column, ZONE)
         case Computed(reads=keys):
             return keys
-        case ToMany() | DeferredMany():
+        case Many():
             return ("id",)
         case Constant():
             return ()

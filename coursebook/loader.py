@@ -21,8 +21,8 @@ from coursebook.access import Access, Scope
 from coursebook.errors import ApiError
 from coursebook.fields import (
     PROVIDER_ID,
-    DeferredMany,
     ForeignKey,
+    Many,
     Relation,
     Row,
     Through,
@@ -57,7 +57,7 @@ def _relation_statement(relation: Relation, scope: Scope, columns: frozenset[str
     target = RESOURCES[relation.target]
     table = target.table
     match relation:
-        case ToMany(link=ForeignKey(column)) | DeferredMany(link=ForeignKey(column)):
+        case Many(link=ForeignKey(column)):
             columns = columns | {column}  # the loader groups rows by it
     statement = (
         select_columns(target, columns)
@@ -69,17 +69,14 @@ def _relation_statement(relation: Relation, scope: Scope, columns: frozenset[str
     match relation:
         case ToOne():
             return statement.where(table.c.id.in_(KEYS))
-        case (
-            ToMany(link=Through(link, parent, child))
-            | DeferredMany(link=Through(link, parent, child))
-        ):
+        case Many(link=Through(link, parent, child)):
             return (
                 statement.add_columns(link.c[parent].label(PARENT))
                 .join(link, link.c[child] == table.c.id)
                 .where(link.c[parent].in_(KEYS))
                 .limit(LIMIT)
             )
-        case ToMany(link=ForeignKey(column)) | DeferredMany(link=ForeignKey(column)):
+        case Many(link=ForeignKey(column)):
             return statement.where(table.c[column].in_(KEYS)).limit(LIMIT)
     raise TypeError(f"{relation.name}: not a relation the loader knows")
 
@@ -87,7 +84,7 @@ def _relation_statement(relation: Relation, scope: Scope, columns: frozenset[str
 def _parent_key(relation: Relation) -> str:
     """The key of a loaded to-many row that holds its parent's id."""
     match relation:
-        case ToMany(link=ForeignKey(column)) | DeferredMany(link=ForeignKey(column)):
+        case Many(link=ForeignKey(column)):
             return column
     return PARENT
 
