@@ -37,7 +37,7 @@ def main() -> None:
     database, _manifest = dataset("small")
     engine = create_db_engine(f"sqlite:///{database}")
     columns = compile_projection(COURSE_SESSION.name, "", "").columns
-    query: Query = retrieve_query(COURSE_SESSION, STAFF, columns)
+    query: Query = retrieve_query(COURSE_SESSION, STAFF, columns, False)
     params = {"access_provider_id": 1, OBJECT_ID.key: 5}
     with engine.connect() as conn:
         compiled = query.statement.compile(dialect=engine.dialect)

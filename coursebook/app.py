@@ -299,4 +299,7 @@ def create_app(settings: Settings | None = None) -> CoursebookApp:
     settings = settings or Settings()
     logging.basicConfig(level=settings.log_level.upper())
     engine = create_serving_engine(settings)
-    return CoursebookApp(settings, Connections(engine))
+    connections = Connections(
+        engine, size=settings.database_pool_size, wait=settings.database_pool_timeout
+    )
+    return CoursebookApp(settings, connections)

@@ -19,7 +19,7 @@ from sqlalchemy import (
 )
 
 from coursebook.errors import ApiError
-from coursebook.memo import NO_MEMO, Memo
+from coursebook.memo import NO_MEMO, VERSION, WRITE_COUNT, Memo
 from coursebook.models import PERMISSION_NAMES, api_tokens, customer_profiles, staff_profiles
 from coursebook.query import Query
 from coursebook.tokens import hash_token
@@ -99,7 +99,8 @@ _TOKEN_COLUMNS = (
 
 # The token with each of its user's staff profiles (one row with no profile when there
 # is none, so the token itself always comes back), then with each customer profile:
-# one statement, each half an index probe.
+# one statement, each half an index probe. The write count beside them stamps what a
+# worker remembers of the token (``coursebook.memo``).
 _PRINCIPAL = Query(
     union_all(
         select(
@@ -108,6 +109,7 @@ _PRINCIPAL = Query(
             staff_profiles.c.id.label("profile_id"),
             staff_profiles.c.provider_id.label("profile_provider_id"),
             *[staff_profiles.c[name].label(f"profile_{name}") for name in PERMISSION_NAMES],
+            WRITE_COUNT.label(VERSION),
         )
         .select_from(
             api_tokens.outerjoin(staff_profiles, staff_profiles.c.user_id == api_tokens.c.user_id)
@@ -119,6 +121,7 @@ _PRINCIPAL = Query(
             customer_profiles.c.id.label("profile_id"),
             customer_profiles.c.provider_id.label("profile_provider_id"),
             *[false().label(f"profile_{name}") for name in PERMISSION_NAMES],
+            WRITE_COUNT.label(VERSION),
         )
         .select_from(
             api_tokens.join(customer_profiles, customer_profiles.c.user_id == api_tokens.c.user_id)
@@ -158,11 +161,15 @@ def _principal(rows: list[dict[str, Any]]) -> Principal:
     )
 
 
-def _look_up(conn: Connection, digest: str) -> tuple[Principal, datetime | None, datetime | None]:
-    """The principal of the token with ``digest``, its revocation and expiry; 401 if none."""
+def _look_up(
+    conn: Connection, digest: str, memo: Memo
+) -> tuple[Principal, datetime | None, datetime | None]:
+    """The principal of the token with ``digest``, its revocation and expiry; 401 if none.
+    ``memo`` is shown the write count they were read at (it keeps them)."""
     rows = _PRINCIPAL.rows(conn, {"digest": digest})
     if not rows or not hmac.compare_digest(rows[0]["token_hash"], digest):
         raise _failed(UNUSABLE)
+    memo.observe(rows[0][VERSION])
     return _principal(rows), rows[0]["revoked_at"], rows[0]["expires_at"]
 
 
@@ -176,9 +183,10 @@ def authenticate(
     """
     token = token_from_header(authorization)
     digest = hash_token(token)
-    principal, revoked_at, expires_at = memo.get(("principal", digest), _look_up, conn, digest)
-    if revoked_at is not None:
-        raise _failed(UNUSABLE)
-    if expires_at is not None and _aware(expires_at) <= now:
+    principal, revoked_at, expires_at = memo.get(
+        ("principal", digest), _look_up, conn, digest, memo
+    )
+    if revoked_at is not None or (expires_at is not None and _aware(expires_at) <= now):
+        memo.confirm(conn)  # remembered revoked or expired: still so (PostgreSQL)
         raise _failed(UNUSABLE)
     return principal

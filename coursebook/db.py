@@ -7,8 +7,11 @@ database, and SQLite connections get it from Python's ``zoneinfo``.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import sqlite3
 import threading
+from collections import deque
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,12 +21,17 @@ from zoneinfo import ZoneInfo
 import orjson
 from sqlalchemy import Connection, DateTime, Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.pool import NullPool
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.functions import FunctionElement
+from sqlalchemy.util import await_only
 
 from coursebook.settings import Settings
+
+logger = logging.getLogger("coursebook")
 
 #: What begins a request's snapshot on PostgreSQL: its statements from then on read
 #: the database as of the first one, and never write.
@@ -42,7 +50,9 @@ def create_serving_engine(settings: Settings) -> Engine:
     worker serves other requests while one waits for the server. The engine returned is
     the sync facade of an ``AsyncEngine``: code using it runs inside ``greenlet_spawn``,
     and each statement suspends its greenlet, not the worker. Every wait is bounded:
-    connecting, each statement (the driver cancels it) and the pool.
+    connecting, each statement (the driver cancels it) and the pool (``Connections``,
+    which keeps the connections: SQLAlchemy's pool is not used, so it is a ``NullPool``).
+    Connections are in autocommit; a request that needs a snapshot begins it.
     """
     parsed = make_url(settings.database_url)
     if parsed.get_backend_name() == "sqlite":
@@ -50,9 +60,8 @@ def create_serving_engine(settings: Settings) -> Engine:
     statement_ms = int(settings.database_statement_timeout * 1000)
     engine = create_async_engine(
         parsed.set(drivername="postgresql+asyncpg"),
-        pool_size=settings.database_pool_size,
-        max_overflow=settings.database_pool_size,
-        pool_timeout=settings.database_pool_timeout,
+        poolclass=NullPool,
+        isolation_level="AUTOCOMMIT",
         json_deserializer=orjson.loads,
         connect_args={
             "timeout": settings.database_connect_timeout,
@@ -149,31 +158,42 @@ class StatementCounter:
 class Connections:
     """Where each request gets its connection, and the one snapshot it reads.
 
-    SQLite: each thread keeps one connection for its life (checking one out of
-    SQLAlchemy's pool and back costs about as much as a plain retrieve's two
-    statements on a local file, and a SQLite connection does not go stale), and every
-    request's statements run in one read transaction, an explicit ``BEGIN`` rolled back
-    when the request ends: one snapshot, and the file's read lock taken once.
+    Connections are kept, not pooled per request: checking one out of SQLAlchemy's pool
+    and back (events, reset, the fairy's bookkeeping) costs about as much as a plain
+    retrieve's statement.
 
-    PostgreSQL: the engine's pool, checked out per request with no pre-ping (a dead
-    connection is found on use and the read made again, ``service._reading``), in
-    autocommit; a request that reads more than one statement begins its snapshot
-    first (``snapshot``). Either way a write committed between two of a response's
-    statements (the session and, say, its instructors) is wholly in it or wholly
-    absent, and the next request sees it.
+    SQLite: each thread keeps one connection for its life (a SQLite connection does not
+    go stale), and every request's statements run in one read transaction, an explicit
+    ``BEGIN`` rolled back when the request ends: one snapshot, and the file's read lock
+    taken once.
+
+    PostgreSQL: up to ``size`` connections opened as requests need them and kept,
+    lent to one request at a time (``_Lent``): a request finding none free waits for
+    one, at most ``wait`` seconds (then ``PoolTimeout``: a 503). Connections are in
+    autocommit and not pinged: a dead one is found on use, dropped, and the read made
+    again on another (``service._reading``). A request that reads more than one
+    statement begins its snapshot first (``snapshot``). Either way a write committed
+    between two of a response's statements (the session and, say, its instructors) is
+    wholly in it or wholly absent, and the next request sees it.
     """
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, *, size: int = 10, wait: float = 3.0) -> None:
         self.engine = engine
         self.keep = engine.dialect.name == "sqlite"
+        self.size = size
+        self.wait = wait
         self._local = threading.local()
         self._kept: list[Connection] = []
         self._lock = threading.Lock()
+        #: PostgreSQL: connections open and free, how many are open, who waits for one.
+        self._free: list[Connection] = []
+        self._open = 0
+        self._waiting: deque[asyncio.Future[Connection | None]] = deque()
 
     def connect(self) -> AbstractContextManager[Connection]:
         """A connection for one request, as a context manager."""
         if not self.keep:
-            return _Pooled(self.engine)
+            return _Lent(self)
         conn: Connection | None = getattr(self._local, "conn", None)
         if conn is None or conn.closed or conn.invalidated:
             stale, conn = conn, self.engine.connect()
@@ -186,10 +206,54 @@ class Connections:
                 stale.close()
         return _Kept(conn)
 
+    @property
+    def in_use(self) -> int:
+        """PostgreSQL connections lent to requests now."""
+        return self._open - len(self._free)
+
+    def _take(self) -> Connection:
+        """A free connection, a new one while fewer than ``size`` are open, or the next
+        one returned (run in the request's greenlet: waiting suspends it)."""
+        if self._free:
+            return self._free.pop()
+        if self._open < self.size:
+            self._open += 1
+            try:
+                return self.engine.connect()
+            except BaseException:
+                self._open -= 1
+                raise
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiting.append(waiter)
+        try:
+            given = await_only(asyncio.wait_for(waiter, self.wait))
+        except TimeoutError:
+            raise PoolTimeout(f"no connection free within {self.wait:g} s") from None
+        finally:
+            if waiter in self._waiting:
+                self._waiting.remove(waiter)
+        # None: a connection was dropped, and its place is this request's to open.
+        return self.engine.connect() if given is None else given
+
+    def _give_back(self, conn: Connection | None) -> None:
+        """Return ``conn`` (None: a dropped connection's place) to the next waiter, or
+        keep it free."""
+        while self._waiting:
+            waiter = self._waiting.popleft()
+            if not waiter.done():
+                waiter.set_result(conn)
+                return
+        if conn is None:
+            self._open -= 1
+        else:
+            self._free.append(conn)
+
     def close(self) -> None:
         """Close the kept connections and dispose of the engine's pool."""
         with self._lock:
             kept, self._kept = self._kept, []
+        kept += self._free
+        self._free = []
         for conn in kept:
             conn.close()
         self.engine.dispose()
@@ -217,30 +281,39 @@ class _Kept:
             self.conn.rollback()
 
 
-class _Pooled:
-    """A pooled PostgreSQL connection lent to one request, in autocommit.
+class _Lent:
+    """A kept PostgreSQL connection lent to one request, in autocommit.
 
     A request that reads one statement (a plain retrieve, whose token the memo or one
     statement before gives) needs no transaction, so it pays no BEGIN and no ROLLBACK
     round trip; one that reads several asks for a snapshot first (``snapshot``), which
-    is rolled back here when the request ends.
+    is rolled back here when the request ends. A connection found dead (invalidated)
+    is closed, not lent again.
     """
 
-    __slots__ = ("conn", "engine")
+    __slots__ = ("conn", "connections")
 
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
+    def __init__(self, connections: Connections) -> None:
+        self.connections = connections
 
     def __enter__(self) -> Connection:
-        self.conn = self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+        self.conn = self.connections._take()
         return self.conn
 
     def __exit__(self, *_exc: object) -> None:
+        conn: Connection | None = self.conn
         try:
-            if self.conn.info.pop(SNAPSHOT_KEY, False) and not self.conn.invalidated:
-                self.conn.exec_driver_sql("ROLLBACK")
+            if conn is not None and not conn.invalidated and conn.info.pop(SNAPSHOT_KEY, False):
+                conn.exec_driver_sql("ROLLBACK")
+        except Exception:
+            logger.warning("A connection failed to end its snapshot: dropped")
+            if conn is not None and not conn.invalidated:
+                conn.invalidate()
         finally:
-            self.conn.close()
+            if conn is not None and (conn.invalidated or conn.closed):
+                conn.close()
+                conn = None
+            self.connections._give_back(conn)
 
 
 def snapshot(conn: Connection) -> None:

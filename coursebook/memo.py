@@ -1,4 +1,4 @@
-"""Read results kept per database connection until the database changes.
+"""Read results kept between requests until the database changes.
 
 SQLite tells each connection, through ``PRAGMA data_version``, whether any other
 connection (in this process or another) has committed since it last asked. A
@@ -8,9 +8,18 @@ a revoked token or a count from before a write: the check and the drop happen in
 the same request that would have used them. The service's own connections never
 write, so every change is another connection's and is seen.
 
-PostgreSQL offers no such cheap, exact signal, so there ``memo`` returns a memo
-that keeps nothing and every request reads the database (docs/architecture.md, "Connections and the
-memo").
+PostgreSQL has no such signal, so it counts its own writes: a statement trigger on
+every table adds one to the single row of ``data_version`` in the writing
+transaction (migration 0006). A worker keeps one memo (``Shared``), stamped with the
+count its entries were read at. The statements a request runs anyway read the count
+beside their data (the token's, the session's, a page's), and hand it to
+``Memo.observe``: a count that differs from the memo's means something was written
+since, and the request is read again from the start on a fresh memo
+(``Stale``; ``service._reading``), inside one snapshot. So what a worker of any host
+remembers is trusted only when a statement of the same request, in the same
+snapshot as its data, shows that nothing changed since it was read: a token revoked
+or a permission changed on any host fails or applies on the next request, and a warm
+plain retrieve is one statement.
 
 What goes in: authenticated principals by token digest, access decisions by token
 and headers, and list counts by (listing, access, filters). Never a rendered
@@ -22,8 +31,9 @@ from __future__ import annotations
 from collections.abc import Callable, Hashable
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Integer, column, text
+from sqlalchemy import Connection, Integer, column, select, text
 
+from coursebook.models import data_version
 from coursebook.query import Query
 
 #: Where a pooled connection keeps its memo (SQLAlchemy's per-connection ``info``).
@@ -31,16 +41,30 @@ INFO_KEY = "coursebook.memo"
 #: A memo holding more entries than this starts again empty (many distinct tokens or
 #: filter combinations between two writes).
 MAX_ENTRIES = 10_000
+#: What a statement labels the write count it read beside its data (PostgreSQL).
+VERSION = "_data_version"
 
 _DATA_VERSION = Query(text("PRAGMA data_version").columns(column("data_version", Integer)))
+#: The write count, as a column any statement can add (``Memo.versioned``).
+WRITE_COUNT = select(data_version.c.version).where(data_version.c.id == 1).scalar_subquery()
+_WRITE_COUNT = Query(select(WRITE_COUNT.label(VERSION)))
 
 T = TypeVar("T")
+
+
+class Stale(Exception):
+    """A statement showed the database changed after the memo's entries were read: the
+    request is to be read again on a fresh memo."""
 
 
 class Memo:
     """Values remembered by key until the database changes."""
 
     __slots__ = ("entries", "version")
+
+    #: Whether the memo's version is the write count (PostgreSQL), which the request's
+    #: statements read and ``observe``; SQLite's memo is checked once, up front.
+    versioned = False
 
     def __init__(self, version: int | None) -> None:
         self.version = version
@@ -55,6 +79,35 @@ class Memo:
             value = self.entries[key] = compute(*args)
         return value
 
+    def observe(self, version: int | None) -> None:
+        """A statement of the request read the write count ``version`` (SQLite: never)."""
+
+    def confirm(self, conn: Connection) -> None:
+        """Check the memo against the database when no statement of the request read the
+        write count (a request answered 404): one statement, on PostgreSQL only."""
+
+
+class _Versioned(Memo):
+    """A worker's memo on PostgreSQL, trusted while the write count has not moved."""
+
+    __slots__ = ()
+
+    versioned = True
+
+    def observe(self, version: int | None) -> None:
+        """Raise ``Stale`` when ``version`` is not the count the entries were read at.
+
+        A fresh memo (no count yet) takes the first count a statement shows it; its
+        entries are then read at that count or the request is read again.
+        """
+        if self.version is None:
+            self.version = version
+        elif version != self.version:
+            raise Stale
+
+    def confirm(self, conn: Connection) -> None:
+        self.observe(_WRITE_COUNT.rows(conn, {})[0][VERSION])
+
 
 class _Forgetful(Memo):
     """A memo that keeps nothing: where the database gives no change signal."""
@@ -68,11 +121,39 @@ class _Forgetful(Memo):
 NO_MEMO: Memo = _Forgetful(None)
 
 
-def memo(conn: Connection) -> Memo:
-    """``conn``'s memo, emptied if the database changed since it was last asked.
+class Shared:
+    """A worker's memo on PostgreSQL, shared by its concurrent requests.
 
-    ``NO_MEMO`` where the backend cannot tell (anything but SQLite): callers then read.
+    ``current`` is replaced by an empty memo when a request finds it stale (or full);
+    a request keeps the memo it started with, so one that began before the change
+    finds it stale too (and one that began after a newer memo was put in place finds
+    that one stale, if it read an older count: the memo follows whatever count the
+    requests show it, and trusts none it was not shown).
     """
+
+    __slots__ = ("current",)
+
+    def __init__(self) -> None:
+        self.current: Memo = _Versioned(None)
+
+    def get(self) -> Memo:
+        """The memo for a request starting now."""
+        held = self.current
+        if len(held.entries) > MAX_ENTRIES:
+            held = self.current = _Versioned(None)
+        return held
+
+    def renew(self) -> Memo:
+        """A fresh memo, for a request read again after its memo proved stale; it is
+        the current one from now on."""
+        held = self.current = _Versioned(None)
+        return held
+
+
+def memo(conn: Connection) -> Memo:
+    """``conn``'s memo on SQLite, emptied if the database changed since it was last
+    asked; ``NO_MEMO`` on a backend without a change signal of its own (PostgreSQL's
+    is ``Shared``, which the service holds)."""
     if conn.dialect.name != "sqlite":
         return NO_MEMO
     version = _DATA_VERSION.rows(conn, {})[0]["data_version"]

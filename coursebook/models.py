@@ -439,3 +439,18 @@ attendances = Table(
     ),
     Index("ix_attendances_session_status", "course_session_id", "status"),
 )
+
+#: One row counting the writes committed to the database, on PostgreSQL: a statement
+#: trigger on every other table adds one to it in the writing transaction, so a
+#: statement that reads it sees the count that matches the rest of what it reads.
+#: Workers keep what they remember (tokens, access, counts) stamped with the count it
+#: was read at, and trust it only while the count has not moved (``memo``). SQLite has
+#: ``PRAGMA data_version`` for this; the table is there too, unused, so that the
+#: schema is one.
+data_version = Table(
+    "data_version",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("version", BigInteger, nullable=False, server_default="0"),
+    CheckConstraint("id = 1", name="one_row"),
+)

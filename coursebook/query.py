@@ -24,6 +24,7 @@ from sqlalchemy import CompoundSelect, Connection, Select, TextualSelect
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.util import await_only
 
 from coursebook.generated import define
 
@@ -173,6 +174,8 @@ class Query:
         sql, arguments = self._arguments(dialect, prepared, params)
         dbapi_connection = conn.connection.dbapi_connection
         assert dbapi_connection is not None
+        if dialect.is_async:
+            return self._fetch(conn, dbapi_connection, prepared, sql, arguments)
         cursor = dbapi_connection.cursor()
         # SQLAlchemy's own test for listeners (``Connection._execute_context``).
         events = conn._has_events or conn.engine._has_events
@@ -201,6 +204,48 @@ class Query:
         finally:
             cursor.close()
         return [make_row(row) for row in fetched]
+
+    def _fetch(
+        self, conn: Connection, adapted: Any, prepared: _Compiled, sql: str, arguments: Any
+    ) -> list[dict[str, Any]]:
+        """``rows`` on asyncpg: the statement straight on the driver's connection.
+
+        SQLAlchemy's asyncpg adapter emulates a DBAPI cursor around each statement (a
+        lock, a prepared-statement cache of its own, a cursor description and a status
+        parse per call); asyncpg keeps prepared statements itself. Errors are translated
+        by the adapter, so they reach the caller as from ``Connection.execute``.
+        """
+        dialect = conn.dialect
+        driver = adapted._connection
+        events = conn._has_events or conn.engine._has_events
+        try:
+            if events:
+                conn.dispatch.before_cursor_execute(conn, None, sql, arguments, None, False)
+            make_row = prepared.make_row
+            if make_row is None:
+                statement = await_only(driver.prepare(sql))
+                described = [(a.name, a.type.oid) for a in statement.get_attributes()]
+                make_row = prepared.make_row = self._row_maker(dialect, described)
+            records = await_only(driver.fetch(sql, *arguments))
+            if events:
+                conn.dispatch.after_cursor_execute(conn, None, sql, arguments, None, False)
+        except Exception as raw:
+            try:
+                adapted._handle_exception(raw)
+            except dialect.loaded_dbapi.Error as error:
+                lost = dialect.is_disconnect(error, adapted, None)
+                if lost:
+                    conn.invalidate(error)
+                raise DBAPIError.instance(
+                    sql,
+                    arguments,
+                    error,
+                    dialect.loaded_dbapi.Error,
+                    connection_invalidated=lost,
+                    dialect=dialect,
+                ) from error
+            raise
+        return [make_row(record) for record in records]
 
 
 class QueryCache:

@@ -13,6 +13,7 @@ import functools
 import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any, NamedTuple, ParamSpec, TypeVar
 
@@ -27,7 +28,7 @@ from coursebook.errors import ApiError, invalid, not_found
 from coursebook.fields import PROVIDER_ID, Listing, RenderContext, Resource, select_columns
 from coursebook.listing import Query, envelope, page_number, parse_list_query
 from coursebook.loader import load
-from coursebook.memo import Memo, memo
+from coursebook.memo import VERSION, WRITE_COUNT, Memo, Shared, Stale, memo
 from coursebook.models import Id
 from coursebook.projection import Projection, compile_projection
 from coursebook.query import Query as Statement
@@ -61,9 +62,11 @@ class Caller(NamedTuple):
     memo: Memo
 
 
-def authorize(conn: Connection, credentials: Credentials, base_url: str) -> Caller:
-    """The caller behind ``credentials``; 401, 403 or 400 when there is none."""
-    remembered = memo(conn)
+def authorize(
+    conn: Connection, credentials: Credentials, base_url: str, remembered: Memo
+) -> Caller:
+    """The caller behind ``credentials``; 401, 403 or 400 when there is none. What is
+    remembered of the token and its access comes from ``remembered``."""
     principal = authenticate(conn, credentials.authorization, datetime.now(UTC), remembered)
     provider, mode = credentials.provider, credentials.mode
     access = remembered.get(
@@ -104,13 +107,17 @@ def _own_provider(resource: Resource) -> tuple[ColumnElement[bool], ...]:
 _retrieve_queries = QueryCache(limit=1024)
 
 
-def retrieve_query(resource: Resource, scope: Scope, columns: frozenset[str]) -> Statement:
-    """The statement reading one object of ``resource`` under ``scope``, built once."""
+def retrieve_query(
+    resource: Resource, scope: Scope, columns: frozenset[str], versioned: bool
+) -> Statement:
+    """The statement reading one object of ``resource`` under ``scope``, built once;
+    ``versioned``: with the write count beside it (``Memo.observe``)."""
+    count = (WRITE_COUNT.label(VERSION),) if versioned else ()
     return _retrieve_queries.get(
-        (resource.name, scope.name, columns),
+        (resource.name, scope.name, columns, versioned),
         lambda: (
             select_columns(resource, columns)
-            .add_columns(scope.permitted_condition(resource.name).label(PERMITTED))
+            .add_columns(scope.permitted_condition(resource.name).label(PERMITTED), *count)
             .where(
                 resource.table.c.id == OBJECT_ID,
                 *_own_provider(resource),
@@ -120,16 +127,28 @@ def retrieve_query(resource: Resource, scope: Scope, columns: frozenset[str]) ->
     )
 
 
+#: Set while a use case is read again because what the worker remembered was stale: the
+#: attempt reads everything, the token included, in one snapshot on a fresh memo.
+_AGAIN: ContextVar[bool] = ContextVar("coursebook.read_again", default=False)
+
+
 def _reading(use_case: Callable[P, T]) -> Callable[P, T]:
     """``use_case``, read once more on a fresh connection when the first was found lost
-    (a restarted or killed server: reading again is safe), and a 503 when the database
-    does not answer within the bounds of the settings."""
+    (a restarted or killed server: reading again is safe), and once more from the start
+    in one snapshot when the memo proved stale (``Stale``: a write committed since the
+    memo was read, on PostgreSQL); a 503 when the database does not answer within the
+    bounds of the settings."""
 
     @functools.wraps(use_case)
     def read(*args: P.args, **kwargs: P.kwargs) -> T:
         for attempt in (1, 2):
             try:
                 return use_case(*args, **kwargs)
+            except Stale:
+                if attempt == 2:
+                    raise AssertionError("one snapshot read a write count twice") from None
+                _AGAIN.set(True)
+                continue
             except DBAPIError as error:
                 if error.connection_invalidated and attempt == 1:
                     logger.warning("Database connection lost; reading again on another")
@@ -141,7 +160,13 @@ def _reading(use_case: Callable[P, T]) -> Callable[P, T]:
                 raise unavailable(error) from None
         raise AssertionError("unreachable: the second attempt returns or raises")
 
-    return read
+    def reset_and_read(*args: P.args, **kwargs: P.kwargs) -> T:
+        try:
+            return read(*args, **kwargs)
+        finally:
+            _AGAIN.set(False)
+
+    return reset_and_read
 
 
 class Service:
@@ -150,6 +175,8 @@ class Service:
     def __init__(self, connections: Connections, *, budget: int) -> None:
         self.connections = connections
         self.budget = budget
+        #: PostgreSQL: the worker's memo (SQLite keeps one per connection).
+        self.shared = None if connections.keep else Shared()
 
     @contextmanager
     def _caller(
@@ -158,7 +185,21 @@ class Service:
         """A connection for the request (``Connections.connect``), and the authorised
         caller."""
         with self.connections.connect() as conn:
-            yield conn, authorize(conn, credentials, base_url)
+            if self.shared is None:
+                remembered = memo(conn)
+            elif _AGAIN.get():
+                snapshot(conn)
+                remembered = self.shared.renew()
+            else:
+                remembered = self.shared.get()
+            try:
+                yield conn, authorize(conn, credentials, base_url, remembered)
+            except ApiError as error:
+                if error.status != 401:  # authenticate confirms its own
+                    # An answer drawn from remembered access (a 403, a 404 hidden from
+                    # this caller) must not come from before a write: checked first.
+                    remembered.confirm(conn)
+                raise
 
     @_reading
     def retrieve(
@@ -179,11 +220,13 @@ class Service:
             if projection.children:  # the relations are read as the object was
                 snapshot(conn)
             access = caller.access
-            rows = retrieve_query(resource, access.scope, projection.columns).rows(
-                conn, {**access.params, OBJECT_ID.key: object_id}
-            )
+            remembered = caller.memo
+            rows = retrieve_query(
+                resource, access.scope, projection.columns, remembered.versioned
+            ).rows(conn, {**access.params, OBJECT_ID.key: object_id})
             if not rows:
                 raise not_found()
+            remembered.observe(rows[0].get(VERSION))
             if not rows[0][PERMITTED]:
                 raise ApiError(
                     403, "permission_denied", "You may only read the course sessions you instruct."
@@ -213,23 +256,36 @@ class Service:
                 *parsed.conditions,
                 *_own_provider(resource),
             )
-            count: int = caller.memo.get(
-                (
-                    "count",
-                    listing.path,
-                    access.scope.name,
-                    tuple(sorted(access.params.items())),
-                    parsed.filter_key,
-                ),
-                lambda: conn.execute(
-                    select(func.count()).select_from(resource.scope_from).where(*conditions),
+            remembered = caller.memo
+            counted = False
+
+            def count_rows() -> int:
+                nonlocal counted
+                total, version = conn.execute(
+                    select(func.count(), WRITE_COUNT.label(VERSION))
+                    .select_from(resource.scope_from)
+                    .where(*conditions),
                     access.params,
-                ).scalar_one(),
+                ).one()
+                remembered.observe(version)
+                counted = True
+                return int(total)
+
+            key = (
+                "count",
+                listing.path,
+                access.scope.name,
+                tuple(sorted(access.params.items())),
+                parsed.filter_key,
             )
+            count: int = remembered.get(key, count_rows)
             page = page_number(parsed.page, count, parsed.page_size)
             offset = (page - 1) * parsed.page_size
             results: list[dict[str, Any]] = []
-            if offset < count:
+            if offset >= count:
+                if not counted:  # a remembered count, read again by nothing
+                    remembered.confirm(conn)
+            else:
                 page_ids = (
                     select(resource.table.c.id)
                     .select_from(resource.scope_from)
@@ -238,14 +294,20 @@ class Service:
                     .limit(parsed.page_size)
                     .offset(offset)
                 )
+                versioned = (WRITE_COUNT.label(VERSION),) if remembered.versioned else ()
                 result = conn.execute(
                     select_columns(resource, projection.columns)
+                    .add_columns(*versioned)
                     .where(resource.table.c.id.in_(page_ids))
                     .order_by(*parsed.order_by),
                     access.params,
                 )
                 keys = tuple(result.keys())
                 rows = [dict(zip(keys, row, strict=True)) for row in result.fetchall()]
+                if rows:
+                    remembered.observe(rows[0].get(VERSION))
+                elif not counted:
+                    remembered.confirm(conn)
                 level = load(conn, access, projection, rows, budget=self.budget, base_url=base_url)
                 results = render(projection, rows, level, caller.ctx)
         return envelope(base_url, listing.path, query, page, parsed.page_size, count, results)
@@ -253,7 +315,7 @@ class Service:
     def ready(self) -> None:
         """Nothing when the database answers; 503 otherwise."""
         try:
-            with self.connections.engine.connect() as conn:
+            with self.connections.connect() as conn:
                 conn.execute(text("SELECT 1"))
         except (DBAPIError, *UNREACHABLE) as error:
             logger.warning("Readiness check failed: %s", type(error).__name__)

@@ -260,3 +260,42 @@ def test_a_restarted_server_costs_no_failed_request(pg: Demo) -> None:
             time.sleep(0.2)
         assert client.get(admin_session(pg), token).status_code == 200
         assert client.get("/readyz").status_code == 200
+
+
+@pytest.mark.postgresql
+@pytest.mark.writes
+def test_a_request_finding_every_connection_busy_is_503_within_the_pool_wait(pg: Demo) -> None:
+    """A worker's connections are bounded: with its one connection held by a request
+    waiting on a lock, the next request waits at most the pool wait, and is a 503; the
+    first then completes, and the connection serves the next."""
+    token = pg.manifest["tokens"]["admin"]
+    settings = Settings(
+        database_url=pg.url,
+        database_pool_size=1,
+        database_pool_timeout=CONNECT,
+        database_statement_timeout=10,
+    )
+    with in_process(settings) as client, ThreadPoolExecutor(1) as pool:
+        assert client.get(admin_session(pg), token).status_code == 200
+        admin = create_engine(pg.url, isolation_level="AUTOCOMMIT")
+        locker = create_engine(pg.url)
+        with locker.connect() as lock, admin.connect() as conn:
+            lock.execute(text("LOCK TABLE course_sessions IN ACCESS EXCLUSIVE MODE"))
+            holding = pool.submit(client.get, admin_session(pg), token)
+            deadline = time.monotonic() + 5
+            while not conn.execute(
+                text(others(pg.url, "count(*)", "wait_event_type = 'Lock'"))
+            ).scalar_one():
+                assert time.monotonic() < deadline, "the first request never waited on the lock"
+                time.sleep(0.05)
+            started = time.monotonic()
+            response = client.get(admin_session(pg), token)
+            waited = time.monotonic() - started
+            assert response.status_code == 503, response.text
+            assert response.json()["code"] == "service_unavailable"
+            assert CONNECT - 0.1 <= waited < CONNECT + SLACK
+            lock.rollback()
+            assert holding.result().status_code == 200
+        locker.dispose()
+        admin.dispose()
+        assert client.get(admin_session(pg), token).status_code == 200
