@@ -207,7 +207,7 @@ def demo_already_there(
             f"{reset_hint(wanted_seed, wanted_scale)}, then `coursebook serve --demo`."
         )
     held = (manifest["seed"], manifest["scale"])
-    if seed is not None and seed != held[0] or scale is not None and scale != held[1]:
+    if (seed is not None and seed != held[0]) or (scale is not None and scale != held[1]):
         asked = (held[0] if seed is None else seed, scale or held[1])
         fail(
             f"The database holds the demo of seed {held[0]} at scale {held[1]}, not seed "
