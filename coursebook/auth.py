@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hmac
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -22,7 +22,7 @@ from coursebook.errors import ApiError
 from coursebook.memo import NO_MEMO, VERSION, WRITE_COUNT, Memo
 from coursebook.models import PERMISSION_NAMES, api_tokens, customer_profiles, staff_profiles
 from coursebook.query import Query
-from coursebook.tokens import hash_token
+from coursebook.tokens import expired, hash_token
 
 SCHEMES = ("bearer", "token")
 CHALLENGE = {"WWW-Authenticate": "Bearer"}
@@ -135,10 +135,6 @@ def _granted(row: Any, prefix: str) -> frozenset[str]:
     return frozenset(name for name in PERMISSION_NAMES if row[f"{prefix}{name}"])
 
 
-def _aware(value: datetime) -> datetime:
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
 def _principal(rows: list[dict[str, Any]]) -> Principal:
     first = rows[0]
     staff = tuple(
@@ -186,7 +182,7 @@ def authenticate(
     principal, revoked_at, expires_at = memo.get(
         ("principal", digest), _look_up, conn, digest, memo
     )
-    if revoked_at is not None or (expires_at is not None and _aware(expires_at) <= now):
+    if revoked_at is not None or expired(expires_at, now):
         memo.confirm(conn)  # remembered revoked or expired: still so (PostgreSQL)
         raise _failed(UNUSABLE)
     return principal

@@ -1,39 +1,53 @@
-"""The coursebook command: migrations, demo data, API tokens and the server."""
+"""The coursebook command: migrations, demo data, users, API tokens and the server.
+
+Help is click's plain layout (``rich_markup_mode=None``): typer's rich panels label every
+flag, ``--help`` included, with a ``<bool>`` type that no option setting removes.
+"""
 
 from __future__ import annotations
 
-import json
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated, Any, NoReturn
 
 import typer
 import uvicorn
 from alembic.util import CommandError
 from pydantic import ValidationError
+from rich import box
 from rich.console import Console
 from rich.table import Table
 from sqlalchemy import Connection, Engine, func, select, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
-from coursebook import demo, migrate
+from coursebook import accounts, demo, migrate
 from coursebook.db import create_db_engine
 from coursebook.models import PERMISSION_NAMES, api_tokens, providers, users
 from coursebook.settings import Settings
-from coursebook.tokens import create_token
+from coursebook.tokens import create_token, token_states
 
 #: Where ``serve --demo`` keeps the demo manifest (it holds live tokens: mode 0600).
 DEMO_MANIFEST = Path("var/demo-manifest.json")
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
-db_app = typer.Typer(no_args_is_help=True, help="Database migrations.")
-token_app = typer.Typer(no_args_is_help=True, help="API tokens.")
+app = typer.Typer(
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode=None,
+    help="The coursebook command: migrations, demo data, users, API tokens and the server.",
+)
+db_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, help="Database migrations.")
+token_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, help="API tokens.")
+user_app = typer.Typer(
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    help="Users and their staff and customer profiles, which decide what a user token reads.",
+)
 app.add_typer(db_app, name="db")
 app.add_typer(token_app, name="token")
+app.add_typer(user_app, name="user")
 
 console = Console()
 errors = Console(stderr=True)
@@ -55,11 +69,23 @@ def load_settings() -> Settings:
         fail(f"{name}: {problem['msg']}.")
 
 
+def at_least_one(value: int | None) -> int | None:
+    """Refuse a count below 1 (said in words: a range's ``[x>=1]`` is not plain English)."""
+    if value is not None and value < 1:
+        raise typer.BadParameter("must be at least 1.")
+    return value
+
+
+def shown_url(settings: Settings) -> str:
+    """The database URL without its password, to name the database in messages."""
+    return make_url(settings.database_url).render_as_string(hide_password=True)
+
+
 @contextmanager
 def database(settings: Settings) -> Iterator[Engine]:
     """An engine for the configured database; database failures become one-line errors."""
     url = settings.database_url
-    shown = make_url(url).render_as_string(hide_password=True)
+    shown = shown_url(settings)
     try:
         engine = create_db_engine(url, pool_size=settings.database_pool_size)
     except (SQLAlchemyError, OSError, ValueError) as exc:
@@ -77,7 +103,7 @@ def database(settings: Settings) -> Iterator[Engine]:
 
 @db_app.command("upgrade")
 def db_upgrade(
-    revision: Annotated[str, typer.Option(help="Target revision.")] = "head",
+    revision: Annotated[str, typer.Option(metavar="REVISION", help="Revision to reach.")] = "head",
 ) -> None:
     """Migrate the database up to the latest revision."""
     settings = load_settings()
@@ -88,7 +114,9 @@ def db_upgrade(
 
 @db_app.command("downgrade")
 def db_downgrade(
-    revision: Annotated[str, typer.Option(help="Target revision.")] = "-1",
+    revision: Annotated[
+        str, typer.Option(metavar="REVISION", help="Revision to reach: -1 is the one before.")
+    ] = "-1",
 ) -> None:
     """Migrate the database down (one revision by default)."""
     settings = load_settings()
@@ -99,7 +127,9 @@ def db_downgrade(
 
 @db_app.command("revision")
 def db_revision(
-    message: Annotated[str, typer.Option("--message", "-m", help="What the revision does.")],
+    message: Annotated[
+        str, typer.Option("--message", "-m", metavar="TEXT", help="What the revision does.")
+    ],
 ) -> None:
     """Autogenerate a migration from the models (for developers)."""
     settings = load_settings()
@@ -112,78 +142,170 @@ def has_providers(conn: Connection) -> bool:
     return bool(conn.scalar(select(func.count()).select_from(providers)))
 
 
-def write_manifest(path: Path, manifest: demo.Manifest) -> None:
-    """Write ``manifest`` as JSON readable only by its owner: it holds live tokens."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    os.fchmod(fd, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as file:
-        json.dump(manifest, file, indent=2)
-
-
-def print_tokens(tokens: dict[str, str]) -> None:
-    """Print the demo tokens, one row per role."""
-    table = Table(title="Demo API tokens")
+def print_tokens(manifest: demo.Manifest, roles: list[str]) -> None:
+    """Print the tokens of ``roles``, each with the id and name of the user it belongs to
+    (the manifest has their emails too)."""
+    # A token cut short is useless: its column keeps its width, and the user's wraps.
+    table = Table(title="Demo API tokens", box=box.SIMPLE_HEAD)
     table.add_column("role", no_wrap=True)
-    table.add_column("token", no_wrap=True)
-    for role, secret in tokens.items():
-        table.add_row(role, secret)
+    table.add_column(
+        "token",
+        no_wrap=True,
+        min_width=max((len(manifest["tokens"][role]) for role in roles), default=5),
+    )
+    table.add_column("user", overflow="fold")
+    for role in roles:
+        user = manifest["users"].get(role)
+        owner = (
+            f"{user['id']} {user['name']}"
+            if user
+            else f"none (M2M token of provider {manifest['providers']['main']})"
+        )
+        table.add_row(role, manifest["tokens"][role], owner)
     console.print(table)
+    left_out = [role for role in manifest["tokens"] if role not in roles]
+    if left_out:
+        console.print(
+            f"Not shown, as they no longer authenticate: {', '.join(left_out)} "
+            "(the manifest keeps them for tests)."
+        )
 
 
-def generate_demo(engine: Engine, seed: int, scale: demo.ScaleName) -> demo.Manifest | None:
-    """Generate demo data into ``engine`` if it holds no provider yet; else return None."""
-    with engine.begin() as conn:
-        if has_providers(conn):
-            return None
-        return demo.generate(conn, seed=seed, scale=scale, progress=True)
+def make_demo(conn: Connection, seed: int, scale: demo.ScaleName, path: Path) -> demo.Manifest:
+    """Generate the demo in ``conn``'s transaction and write its manifest to ``path``
+    before the commit, so that a manifest that cannot be written leaves no demo behind."""
+    manifest = demo.generate(conn, seed=seed, scale=scale, progress=True)
+    demo.write_manifest(path, manifest)
+    return manifest
 
 
-SeedOption = Annotated[int, typer.Option(help="Seed: the same seed gives the same data.")]
-ScaleOption = Annotated[str, typer.Option(help="Dataset size: small, medium or large.")]
+def reset_hint(seed: int, scale: demo.ScaleName) -> str:
+    """The command that starts again with a demo of ``seed`` and ``scale``."""
+    options = "".join(
+        f" {option} {value}"
+        for option, value, default in (
+            ("--seed", seed, demo.DEFAULT_SEED),
+            ("--scale", scale, demo.DEFAULT_SCALE),
+        )
+        if value != default
+    )
+    return f"`coursebook demo --reset{options}` (it deletes every row first)"
 
 
-def scale_name(value: str) -> demo.ScaleName:
-    """Validate a ``--scale`` value."""
-    for name in demo.SCALES:
-        if name == value:
-            return name
-    fail(f"Unknown scale {value!r}; choose one of: {', '.join(demo.SCALES)}.")
+def demo_already_there(
+    conn: Connection, settings: Settings, seed: int | None, scale: demo.ScaleName | None
+) -> demo.Manifest:
+    """The manifest of the demo a non-empty database holds, if it is the one asked for;
+    otherwise exit, saying how to start again."""
+    manifest = demo.read_manifest(DEMO_MANIFEST)
+    wanted_seed = demo.DEFAULT_SEED if seed is None else seed
+    wanted_scale = scale or demo.DEFAULT_SCALE
+    if manifest is None or not token_states(conn, manifest["tokens"].values(), datetime.now(UTC)):
+        fail(
+            f"The database at {shown_url(settings)} already holds data, and no demo manifest "
+            f"in {DEMO_MANIFEST} describes it. Serve it without --demo, or start again with "
+            f"{reset_hint(wanted_seed, wanted_scale)}, then `coursebook serve --demo`."
+        )
+    held = (manifest["seed"], manifest["scale"])
+    if (seed is not None and seed != held[0]) or (scale is not None and scale != held[1]):
+        asked = (held[0] if seed is None else seed, scale or held[1])
+        fail(
+            f"The database holds the demo of seed {held[0]} at scale {held[1]}, not seed "
+            f"{asked[0]} at scale {asked[1]}. To start again with those, run "
+            f"{reset_hint(*asked)}, then `coursebook serve --demo`; to serve the demo it "
+            "holds, leave out --seed and --scale."
+        )
+    return manifest
+
+
+SCALE_CHOICES = "|".join(demo.SCALES)
+SCALE_HELP = "How much data: large makes over a million course sessions."
+SEED_HELP = "Seed of the data: the same seed gives the same data."
 
 
 @app.command("demo")
 def demo_command(
-    seed: SeedOption = 42,
-    scale: ScaleOption = "small",
+    seed: Annotated[int, typer.Option(metavar="N", help=SEED_HELP)] = demo.DEFAULT_SEED,
+    scale: Annotated[
+        demo.ScaleName, typer.Option(metavar=SCALE_CHOICES, help=SCALE_HELP)
+    ] = demo.DEFAULT_SCALE,
     manifest: Annotated[
-        Path | None, typer.Option(help="Write the manifest JSON (mode 0600) here.")
-    ] = None,
+        Path,
+        typer.Option(
+            metavar="FILE",
+            help="Where to write the manifest (ids, users and tokens, as JSON readable only "
+            "by you); `serve --demo` reads it from the default place.",
+        ),
+    ] = DEMO_MANIFEST,
+    reset: Annotated[
+        bool,
+        typer.Option("--reset", help="Delete every row of the database first, to start again."),
+    ] = False,
+    yes: Annotated[
+        bool, typer.Option("--yes", help="Delete without asking first (with --reset).")
+    ] = False,
 ) -> None:
-    """Migrate an empty database, fill it with demo data and print one token per role."""
+    """Migrate the database, fill it with demo data and print a token per role.
+
+    Demo data goes only into an empty database, unless --reset empties it first.
+    """
+    if yes and not reset:
+        fail("--yes only confirms --reset, which is not given: nothing would be deleted.")
     settings = load_settings()
-    size = scale_name(scale)
     with database(settings) as engine:
         migrate.upgrade(settings.database_url)
-        generated = generate_demo(engine, seed, size)
-    if generated is None:
-        fail("The database already holds providers; demo data goes only into an empty one.")
-    print_tokens(generated["tokens"])
-    if manifest is not None:
-        write_manifest(manifest, generated)
-        console.print(f"Manifest written to {manifest}.")
+        if reset and not yes:
+            typer.confirm(f"Delete every row of the database at {shown_url(settings)}?", abort=True)
+        with engine.begin() as conn:
+            if reset:
+                demo.erase(conn)
+            elif has_providers(conn):
+                fail(
+                    f"The database at {shown_url(settings)} already holds data, and demo data "
+                    f"goes only into an empty one. To start again, run {reset_hint(seed, scale)}"
+                    "; to serve what it holds, `coursebook serve` (with --demo if it is a demo)."
+                )
+            generated = make_demo(conn, seed, scale, manifest)
+            roles = demo.usable_roles(conn, generated, datetime.now(UTC))
+    print_tokens(generated, roles)
+    console.print(f"Manifest written to {manifest}.")
+
+
+def permission_option(whose: str) -> Any:
+    """The repeatable ``--permission NAME`` option, naming every valid permission."""
+    return typer.Option(
+        metavar="NAME",
+        show_default=False,
+        help=f"A permission of {whose}; repeat it for more. One of: {', '.join(PERMISSION_NAMES)}.",
+    )
+
+
+def id_option(help: str) -> Any:
+    """An ``--x-id ID`` option."""
+    return typer.Option(metavar="ID", show_default=False, help=help)
 
 
 @token_app.command("create")
 def token_create(
-    user_id: Annotated[int | None, typer.Option(help="Owner of a user token.")] = None,
-    provider_id: Annotated[int | None, typer.Option(help="Provider of an M2M token.")] = None,
-    permission: Annotated[
-        list[str] | None,
-        typer.Option(help=f"M2M permission (repeatable): {', '.join(PERMISSION_NAMES)}."),
-    ] = None,
-    name: Annotated[str, typer.Option(help="A label to recognise the token by.")] = "",
+    user_id: Annotated[int | None, id_option("The user a user token belongs to.")] = None,
+    provider_id: Annotated[int | None, id_option("The provider an M2M token belongs to.")] = None,
+    permission: Annotated[list[str] | None, permission_option("an M2M token")] = None,
+    name: Annotated[
+        str,
+        typer.Option(
+            metavar="TEXT",
+            show_default=False,
+            help="A label to recognise the token by in `token list` (none by default).",
+        ),
+    ] = "",
     expires_in_days: Annotated[
-        int | None, typer.Option(min=1, help="Expire after this many days.")
+        int | None,
+        typer.Option(
+            metavar="DAYS",
+            callback=at_least_one,
+            show_default=False,
+            help="Expire after this many days (by default it never expires).",
+        ),
     ] = None,
 ) -> None:
     """Create a user token (--user-id) or an M2M token (--provider-id, --permission)."""
@@ -229,12 +351,10 @@ def shown_time(value: datetime | None) -> str:
 
 @token_app.command("list")
 def token_list(
-    provider_id: Annotated[
-        int | None, typer.Option(help="Only M2M tokens of this provider.")
-    ] = None,
-    user_id: Annotated[int | None, typer.Option(help="Only tokens of this user.")] = None,
+    provider_id: Annotated[int | None, id_option("Only M2M tokens of this provider.")] = None,
+    user_id: Annotated[int | None, id_option("Only tokens of this user.")] = None,
 ) -> None:
-    """List tokens (never their secrets)."""
+    """List tokens (never their secrets); all of them unless an option narrows the list."""
     query = select(api_tokens).order_by(api_tokens.c.id)
     if provider_id is not None:
         query = query.where(api_tokens.c.provider_id == provider_id)
@@ -265,8 +385,10 @@ def token_list(
 
 
 @token_app.command("revoke")
-def token_revoke(token_id: Annotated[int, typer.Argument(help="Id from `token list`.")]) -> None:
-    """Revoke a token: it stops authenticating at once."""
+def token_revoke(
+    token_id: Annotated[int, typer.Argument(metavar="ID", hidden=True)],
+) -> None:
+    """Revoke the token of id ID (from `token list`): it stops authenticating at once."""
     settings = load_settings()
     with database(settings) as engine, engine.begin() as conn:
         revoked_at = conn.execute(
@@ -285,28 +407,186 @@ def token_revoke(token_id: Annotated[int, typer.Argument(help="Id from `token li
     console.print(f"Token {token_id} revoked.")
 
 
+@user_app.command("create")
+def user_create(
+    email: Annotated[
+        str, typer.Option(metavar="EMAIL", show_default=False, help="Unique among users.")
+    ],
+    name: Annotated[str, typer.Option(metavar="TEXT", show_default=False, help="Full name.")],
+) -> None:
+    """Create a user; then give it a staff or customer profile, and a token."""
+    settings = load_settings()
+    with database(settings) as engine, engine.begin() as conn:
+        try:
+            user_id = accounts.create_user(conn, email=email, name=name)
+        except ValueError as exc:
+            fail(str(exc))
+    console.print(
+        f"User {user_id} created. Next, `coursebook user staff --user-id {user_id} ...` or "
+        f"`coursebook user customer --user-id {user_id} ...`, then "
+        f"`coursebook token create --user-id {user_id}`.",
+        highlight=False,
+    )
+
+
+UserOption = Annotated[int, id_option("The user, from `user create`.")]
+ProviderOption = Annotated[int, id_option("The provider the profile is at.")]
+
+
+@user_app.command("staff")
+def user_staff(
+    user_id: UserOption,
+    provider_id: ProviderOption,
+    permission: Annotated[list[str] | None, permission_option("the staff profile")] = None,
+) -> None:
+    """Give a user a staff profile at a provider: its token then reads in provider mode.
+
+    Reading course sessions takes manage_events, attendances, developer or super_admin
+    (every session), or instructor_manage_events or instructor_attendances (the sessions
+    the user instructs).
+    """
+    settings = load_settings()
+    permissions = frozenset(permission or ())
+    with database(settings) as engine, engine.begin() as conn:
+        try:
+            profile_id = accounts.add_staff_profile(
+                conn, user_id=user_id, provider_id=provider_id, permissions=permissions
+            )
+        except ValueError as exc:
+            fail(str(exc))
+    granted = ", ".join(p for p in PERMISSION_NAMES if p in permissions) or "no permission"
+    console.print(
+        f"Staff profile {profile_id} of user {user_id} at provider {provider_id}, with {granted}.",
+        highlight=False,
+    )
+
+
+@user_app.command("customer")
+def user_customer(
+    user_id: UserOption,
+    provider_id: ProviderOption,
+    membership: Annotated[
+        list[int] | None,
+        typer.Option(
+            metavar="ID",
+            show_default=False,
+            help="A membership of the provider the customer holds, active from today; "
+            "repeat it for more (none by default).",
+        ),
+    ] = None,
+) -> None:
+    """Give a user a customer profile at a provider: its token then reads in customer mode."""
+    settings = load_settings()
+    with database(settings) as engine, engine.begin() as conn:
+        try:
+            profile_id = accounts.add_customer_profile(
+                conn,
+                user_id=user_id,
+                provider_id=provider_id,
+                membership_ids=membership or (),
+                starts_on=datetime.now(UTC).date(),
+            )
+        except ValueError as exc:
+            fail(str(exc))
+    held = ", ".join(str(m) for m in dict.fromkeys(membership or ())) or "none"
+    console.print(
+        f"Customer profile {profile_id} of user {user_id} at provider {provider_id}, "
+        f"holding memberships: {held}.",
+        highlight=False,
+    )
+
+
+def setting_default(name: str) -> str:
+    """The help text's default for an option that falls back to a setting."""
+    return f"[default: COURSEBOOK_{name.upper()}, else {Settings.model_fields[name].default}]"
+
+
+def port_number(value: int | None) -> int | None:
+    """Refuse a port outside TCP's range."""
+    if value is not None and not 0 <= value <= 65535:
+        raise typer.BadParameter("must be from 0 to 65535.")
+    return value
+
+
 @app.command("serve")
 def serve(
-    host: Annotated[str | None, typer.Option(help="Bind address [default: settings].")] = None,
-    port: Annotated[int | None, typer.Option(help="Port [default: settings].")] = None,
-    workers: Annotated[int | None, typer.Option(min=1, help="Worker processes.")] = None,
+    host: Annotated[
+        str | None,
+        typer.Option(
+            metavar="ADDRESS",
+            show_default=False,
+            help=f"Address to bind to. {setting_default('host')}",
+        ),
+    ] = None,
+    port: Annotated[
+        int | None,
+        typer.Option(
+            metavar="PORT",
+            callback=port_number,
+            show_default=False,
+            help=f"Port to listen on. {setting_default('port')}",
+        ),
+    ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            metavar="N",
+            callback=at_least_one,
+            show_default=False,
+            help=f"Worker processes. {setting_default('workers')}",
+        ),
+    ] = None,
     with_demo: Annotated[
-        bool, typer.Option("--demo", help="Migrate, and load demo data into an empty database.")
+        bool,
+        typer.Option(
+            "--demo",
+            help="Migrate the database, load demo data if it is empty, and print the "
+            "demo tokens that still authenticate.",
+        ),
     ] = False,
-    seed: SeedOption = 42,
-    scale: ScaleOption = "small",
+    seed: Annotated[
+        int | None,
+        typer.Option(
+            metavar="N",
+            show_default=False,
+            help="Seed of the demo data, with --demo; a database already holding a demo must "
+            f"hold this seed's. [default: {demo.DEFAULT_SEED}, or the demo's the database holds]",
+        ),
+    ] = None,
+    scale: Annotated[
+        demo.ScaleName | None,
+        typer.Option(
+            metavar=SCALE_CHOICES,
+            show_default=False,
+            help="Size of the demo data, with --demo; a database already holding a demo must "
+            f"hold this size. [default: {demo.DEFAULT_SCALE}, or the demo's the database holds]",
+        ),
+    ] = None,
 ) -> None:
     """Serve the API with uvicorn."""
+    if not with_demo and (seed is not None or scale is not None):
+        fail("--seed and --scale choose the demo data, so they need --demo.")
     settings = load_settings()
     if with_demo:
-        size = scale_name(scale)
         with database(settings) as engine:
             migrate.upgrade(settings.database_url)
-            generated = generate_demo(engine, seed, size)
-        if generated is not None:
-            write_manifest(DEMO_MANIFEST, generated)
-        if DEMO_MANIFEST.exists():
-            print_tokens(json.loads(DEMO_MANIFEST.read_text(encoding="utf-8"))["tokens"])
+            with engine.begin() as conn:
+                if has_providers(conn):
+                    manifest = demo_already_there(conn, settings, seed, scale)
+                else:
+                    manifest = make_demo(
+                        conn,
+                        demo.DEFAULT_SEED if seed is None else seed,
+                        scale or demo.DEFAULT_SCALE,
+                        DEMO_MANIFEST,
+                    )
+                roles = demo.usable_roles(conn, manifest, datetime.now(UTC))
+        console.print(
+            f"The demo of seed {manifest['seed']} at scale {manifest['scale']}; its manifest "
+            f"is {DEMO_MANIFEST}.",
+            highlight=False,
+        )
+        print_tokens(manifest, roles)
     uvicorn.run(
         "coursebook.app:create_app",
         factory=True,

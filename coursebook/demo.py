@@ -7,20 +7,23 @@ come from seeded Faker instances, and dates are laid out around the fixed ``ANCH
 from __future__ import annotations
 
 import itertools
+import json
+import os
 import random
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any, Literal, TypedDict
+from pathlib import Path
+from typing import Any, Literal, TypedDict, cast
 from zoneinfo import ZoneInfo
 
 from faker import Faker
 from rich.progress import Progress
-from sqlalchemy import Connection, Engine, Table, func, insert, select, text
+from sqlalchemy import Connection, Engine, Table, delete, func, insert, select, text
 
 from coursebook import models
-from coursebook.tokens import create_token
+from coursebook.tokens import create_token, token_states
 
 ScaleName = Literal["small", "medium", "large"]
 
@@ -42,11 +45,29 @@ ROLES: tuple[str, ...] = (
 )
 
 
-class Manifest(TypedDict):
-    """Provider ids, one token per role, and course-session ids grouped for tests."""
+#: The seed and scale a demo is made with unless told otherwise.
+DEFAULT_SEED = 42
+DEFAULT_SCALE: ScaleName = "small"
 
+
+class DemoUser(TypedDict):
+    """The user a role's token belongs to."""
+
+    id: int
+    email: str
+    name: str
+
+
+class Manifest(TypedDict):
+    """What a demo was made from and holds: its seed and scale, provider ids, one token per
+    role, the user each user token belongs to (every role but ``developer``, an M2M token
+    of the main provider), and course-session ids grouped for tests."""
+
+    seed: int
+    scale: ScaleName
     providers: dict[str, int]
     tokens: dict[str, str]
+    users: dict[str, DemoUser]
     course_sessions: dict[str, list[int]]
 
 
@@ -310,7 +331,8 @@ class Generator:
         self.progress = progress
         self.ids: dict[str, Iterator[int]] = {t: itertools.count(1) for t in models.metadata.tables}
         self.chunk = 50_000 if conn.dialect.name == "sqlite" else 10_000
-        self.role_users: dict[str, int] = {}
+        #: The user row of each role with a user token.
+        self.role_users: dict[str, dict[str, Any]] = {}
         self.role_instructor = 0
         self.held_membership = 0
         self.customer_profile = 0
@@ -354,8 +376,15 @@ class Generator:
         self.conn.execute(text("ANALYZE"))
         tokens = self.tokens(main)
         return Manifest(
+            seed=self.seed,
+            scale=self.scale,
             providers={"main": main.id, "other": other.id},
             tokens=tokens,
+            users={
+                role: DemoUser(id=user["id"], email=user["email"], name=user["name"])
+                for role in ROLES
+                if (user := self.role_users.get(role))
+            },
             course_sessions={
                 "main": self.sample(main.session_ids),
                 "other": self.sample(other.session_ids),
@@ -431,7 +460,7 @@ class Generator:
 
         for role, flags in STAFF_FLAGS.items():
             user = self.new_user(users, main.faker, main.spec.email_domain)
-            self.role_users[role] = user["id"]
+            self.role_users[role] = user
             profile_id = add_staff(main, user, flags)
             if role == "instructor":
                 main.instructing_staff.append((profile_id, user))
@@ -447,7 +476,7 @@ class Generator:
                 profile_id = add_staff(state, user, instructing + notified)
                 state.instructing_staff.append((profile_id, user))
         customer_user = self.new_user(users, main.faker, "example.net")
-        self.role_users["customer"] = customer_user["id"]
+        self.role_users["customer"] = customer_user
         self.customer_profile = add_customer(main, customer_user)
         main.customers.append(self.customer_profile)
         for state in (main, other):
@@ -602,7 +631,7 @@ class Generator:
                 }
             )
             state.instructors.append(instructor_id)
-            if user["id"] == self.role_users["instructor"]:
+            if user["id"] == self.role_users["instructor"]["id"]:
                 self.role_instructor = instructor_id
             for schedule_index in range(1 + index % 2):
                 venue_id = (
@@ -1013,7 +1042,7 @@ class Generator:
             if role == "developer":
                 options.update(provider_id=main.id, permissions=frozenset({"developer"}))
             else:
-                options["user_id"] = self.role_users[role]
+                options["user_id"] = self.role_users[role]["id"]
             if role == "expired":
                 options["expires_at"] = now - timedelta(days=1)
             if role == "revoked":
@@ -1031,3 +1060,49 @@ def generate(
             with conn_or_engine.begin() as conn:
                 return Generator(conn, seed, scale, bar).run()
         return Generator(conn_or_engine, seed, scale, bar).run()
+
+
+def erase(conn: Connection) -> None:
+    """Delete every row of every table, so that a demo can be generated again from scratch."""
+    tables = models.metadata.sorted_tables
+    if conn.dialect.name == "postgresql":
+        quote = conn.dialect.identifier_preparer.quote
+        conn.execute(text(f"TRUNCATE {', '.join(quote(t.name) for t in tables)} RESTART IDENTITY"))
+        return
+    for table in reversed(tables):
+        conn.execute(delete(table))
+
+
+def write_manifest(path: Path, manifest: Manifest) -> None:
+    """Write ``manifest`` as JSON readable only by its owner: it holds live tokens."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as file:
+        json.dump(manifest, file, indent=2)
+
+
+def read_manifest(path: Path) -> Manifest | None:
+    """The demo manifest at ``path``, or None when there is none this version can read."""
+    try:
+        loaded: Any = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not (
+        isinstance(loaded, dict)
+        and Manifest.__required_keys__ <= loaded.keys()
+        and isinstance(loaded["seed"], int)
+        and loaded["scale"] in SCALES
+        and isinstance(loaded["tokens"], dict)
+        and all(isinstance(secret, str) for secret in loaded["tokens"].values())
+        and isinstance(loaded["users"], dict)
+    ):
+        return None
+    return cast(Manifest, loaded)
+
+
+def usable_roles(conn: Connection, manifest: Manifest, now: datetime) -> list[str]:
+    """The roles whose token still authenticates in ``conn``'s database at ``now`` (never
+    the expired and revoked roles'; none when the manifest is another database's)."""
+    states = token_states(conn, manifest["tokens"].values(), now)
+    return [role for role, secret in manifest["tokens"].items() if states.get(secret)]

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, insert
+from sqlalchemy import Connection, insert, select
 
 from coursebook.models import PERMISSION_NAMES, api_tokens
 
@@ -76,3 +77,27 @@ def create_token(
     key = conn.execute(insert(api_tokens).values(values)).inserted_primary_key
     assert key is not None
     return CreatedToken(id=int(key[0]), secret=secret)
+
+
+def token_states(conn: Connection, secrets: Iterable[str], now: datetime) -> dict[str, bool]:
+    """For each of ``secrets`` this database holds, whether it still authenticates (neither
+    revoked nor expired at ``now``); a secret it does not hold is left out."""
+    by_digest = {hash_token(secret): secret for secret in secrets}
+    rows = conn.execute(
+        select(api_tokens.c.token_hash, api_tokens.c.revoked_at, api_tokens.c.expires_at).where(
+            api_tokens.c.token_hash.in_(by_digest)
+        )
+    )
+    return {
+        by_digest[row.token_hash]: row.revoked_at is None and not expired(row.expires_at, now)
+        for row in rows
+    }
+
+
+def expired(expires_at: datetime | None, now: datetime) -> bool:
+    """Whether a token expiring at ``expires_at`` no longer authenticates at ``now``.
+
+    SQLite gives back the naive UTC it stored, PostgreSQL an aware value."""
+    if expires_at is None:
+        return False
+    return (expires_at if expires_at.tzinfo else expires_at.replace(tzinfo=UTC)) <= now

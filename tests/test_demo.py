@@ -52,12 +52,36 @@ def token_user(demo: Demo, role: str) -> int:
 
 def test_manifest_has_exactly_the_agreed_keys(demo: Demo) -> None:
     manifest = demo.manifest
-    assert set(manifest) == {"providers", "tokens", "course_sessions"}
+    assert set(manifest) == {"seed", "scale", "providers", "tokens", "users", "course_sessions"}
+    assert (manifest["seed"], manifest["scale"]) == (42, "small")
     assert set(manifest["providers"]) == {"main", "other"}
     assert set(manifest["tokens"]) == set(ROLES)
     assert len(set(manifest["tokens"].values())) == len(ROLES)
     assert set(manifest["course_sessions"]) == SESSION_LISTS
     assert all(manifest["course_sessions"][name] for name in SESSION_LISTS)
+
+
+def test_manifest_names_the_user_of_each_token(demo: Demo) -> None:
+    """Every role's token but the developer's (an M2M token) belongs to the user the
+    manifest names for that role."""
+    assert set(demo.manifest["users"]) == set(ROLES) - {"developer"}
+    with demo.engine.connect() as conn:
+        for role, secret in demo.manifest["tokens"].items():
+            owner = conn.execute(
+                select(m.api_tokens.c.user_id, m.api_tokens.c.provider_id).where(
+                    m.api_tokens.c.token_hash == hash_token(secret)
+                )
+            ).one()
+            if role == "developer":
+                assert owner.user_id is None
+                assert owner.provider_id == demo.manifest["providers"]["main"]
+                continue
+            user = conn.execute(select(m.users).where(m.users.c.id == owner.user_id)).one()
+            assert demo.manifest["users"][role] == {
+                "id": user.id,
+                "email": user.email,
+                "name": user.name,
+            }
 
 
 def test_every_table_is_filled_and_sessions_are_complete(demo: Demo) -> None:

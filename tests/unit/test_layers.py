@@ -23,6 +23,7 @@ ORDER = [
     "db",
     "memo",
     "tokens",
+    "accounts",
     "auth",
     "fields",
     "graph",
