@@ -58,7 +58,7 @@ class Invalid(ValueError):
         self.message = message
 
 
-Row = Mapping[str, Any]
+Row = Mapping[Any, Any]
 #: A field's value in a record, from a row of its table.
 Dump = Callable[[Row], Any]
 #: Puts a record's value of a field into the columns of a row.
