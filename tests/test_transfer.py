@@ -344,3 +344,12 @@ def test_one_bad_line_among_a_million_writes_nothing(demo: Demo, tmp_path: Path)
         "['registered', 'attended', 'waitlisted', 'cancelled', 'no_show']"
     ]
     assert counts(demo.engine) == before
+
+
+def test_the_example_file_in_the_docs_imports(empty: Engine) -> None:
+    page = (Path(__file__).parent.parent / "docs" / "data.md").read_text()
+    example = page.split("can be edited:", 1)[1].split("```json\n", 1)[1].split("```", 1)[0]
+    lines = "".join(line.strip() + "\n" for line in example.splitlines())
+    done = imported(empty, lines.encode())
+    assert done.written and sum(done.counts.values()) == 7
+    assert exported(empty, 1).count(b"\n") == 7
