@@ -32,9 +32,10 @@ test: lint
 bench: $(STAMP)
 	$(BIN)/python -m bench.run $(if $(QUICK),--quick) $(if $(PROFILE),--profile) $(if $(POSTGRES),--postgres)
 
-# docs/fields.md is generated from the resource graph (a test fails when it is stale).
+# docs/fields.md and docs/data-format.md are generated (a test fails when either is stale).
 docs: $(STAMP)
 	$(BIN)/python -m coursebook.reference > docs/fields.md
+	$(BIN)/python -m coursebook.datadoc > docs/data-format.md
 
 clean:
 	rm -rf $(VENV) .venv-* var .pytest_cache .mypy_cache .ruff_cache .hypothesis .schemathesis

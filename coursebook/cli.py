@@ -6,6 +6,7 @@ flag, ``--help`` included, with a ``<bool>`` type that no option setting removes
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -18,12 +19,22 @@ from alembic.util import CommandError
 from pydantic import ValidationError
 from rich import box
 from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
+from rich.text import Text
 from sqlalchemy import Connection, Engine, func, select, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
-from coursebook import accounts, demo, migrate
+from coursebook import accounts, demo, migrate, transfer
 from coursebook.db import create_db_engine
 from coursebook.models import PERMISSION_NAMES, api_tokens, providers, users
 from coursebook.settings import Settings
@@ -506,6 +517,113 @@ def port_number(value: int | None) -> int | None:
     if value is not None and not 0 <= value <= 65535:
         raise typer.BadParameter("must be from 0 to 65535.")
     return value
+
+
+class RateColumn(ProgressColumn):
+    """Records a second."""
+
+    def render(self, task: Task) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text(f"{speed:,.0f}/s" if speed else "", style="progress.data.speed")
+
+
+def progress_bar(quiet: bool) -> Progress:
+    """A progress bar on standard error with counts and rate; nothing with ``quiet``."""
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        RateColumn(),
+        TimeElapsedColumn(),
+        console=errors,
+        disable=quiet,
+        transient=True,
+    )
+
+
+QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
+
+
+@app.command("export")
+def export_command(
+    provider_id: Annotated[int, id_option("The provider whose data is written.")],
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output",
+            "-o",
+            metavar="FILE",
+            show_default=False,
+            help="Write the records here (default: standard output).",
+        ),
+    ] = None,
+    quiet: QuietOption = False,
+) -> None:
+    """Write one provider's data as NDJSON records (docs/data.md); never any token."""
+    settings = load_settings()
+    with database(settings) as engine, progress_bar(quiet) as bar:
+        try:
+            if output is None:
+                lines = transfer.export(engine, provider_id, sys.stdout.buffer, bar)
+            else:
+                with output.open("wb") as out:
+                    lines = transfer.export(engine, provider_id, out, bar)
+        except LookupError as exc:
+            fail(str(exc))
+    if output is not None and not quiet:
+        console.print(f"Exported {lines} records of provider {provider_id} to {output}.")
+
+
+@app.command("import")
+def import_command(
+    file: Annotated[str, typer.Argument(metavar="FILE", hidden=True)],
+    provider_id: Annotated[
+        int | None,
+        typer.Option(
+            metavar="ID",
+            show_default=False,
+            help="The provider the records must be of (default: the file's one provider).",
+        ),
+    ] = None,
+    replace: Annotated[
+        bool, typer.Option("--replace", help="Also remove the provider's data the file lacks.")
+    ] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Check the file; write nothing.")
+    ] = False,
+    max_line_bytes: Annotated[
+        int, typer.Option(metavar="BYTES", help="The longest line accepted (at least 1024).")
+    ] = transfer.MAX_LINE_BYTES,
+    quiet: QuietOption = False,
+) -> None:
+    """Check FILE, a file of NDJSON records (- for standard input), then write it in one
+    transaction (upsert by id)."""
+    if max_line_bytes < 1024:
+        fail("--max-line-bytes must be at least 1024.")
+    settings = load_settings()
+    try:
+        stream = sys.stdin.buffer if file == "-" else Path(file).open("rb")
+    except OSError as exc:
+        fail(f"Cannot read {file}: {exc.strerror}.")
+    with stream, database(settings) as engine, progress_bar(quiet) as bar:
+        migrate.upgrade(settings.database_url)
+        try:
+            done = transfer.import_records(
+                engine,
+                transfer.read_lines(stream, max_line_bytes),
+                provider_id=provider_id,
+                replace=replace,
+                dry_run=dry_run,
+                progress=bar,
+            )
+        except transfer.InvalidFile as exc:
+            for problem in exc.problems:
+                errors.print(f"[bold red]Error:[/] {problem}", highlight=False, soft_wrap=True)
+            fail(f"{file}: nothing was written.")
+    total = sum(done.counts.values())
+    verb = "Checked" if dry_run else "Imported"
+    if not quiet:
+        console.print(f"{verb} {total} records of provider {done.provider_id}.")
 
 
 @app.command("serve")

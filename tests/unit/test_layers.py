@@ -40,6 +40,9 @@ ORDER = [
     "app",
     "migrate",
     "demo",
+    "records",
+    "transfer",
+    "datadoc",
     "cli",
 ]
 #: The request path itself, in the order a request takes it.
