@@ -11,8 +11,11 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import signal
 import socket
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -21,7 +24,7 @@ from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
 import httpx
@@ -306,7 +309,7 @@ def in_process(settings: Settings) -> Iterator[Api]:
     app = create_app(settings)
     with start_blocking_portal() as portal, portal.wrap_async_context_manager(_lifespan(app)):
         transport = _InProcessTransport(app, portal)
-        with httpx.Client(transport=transport, base_url="http://testserver") as client:
+        with httpx.Client(transport=transport, base_url="http://localhost") as client:
             yield Api(client, app)
 
 
@@ -346,6 +349,53 @@ def live_server(settings: Settings) -> Iterator[Api]:
     finally:
         server.should_exit = True
         thread.join(10)
+
+
+class Served(NamedTuple):
+    """A ``coursebook serve`` process and the base URL it answers on."""
+
+    process: subprocess.Popen[bytes]
+    base_url: str
+
+
+@contextmanager
+def serve_process(database_url: str, *, workers: int = 1, **settings: str) -> Iterator[Served]:
+    """Run ``coursebook serve`` as a deployment runs it (its protocol, its workers, its
+    signal handling) on a free port, with ``settings`` as ``COURSEBOOK_*`` variables;
+    stopped (SIGTERM, then SIGKILL) after the block unless the block stopped it."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "COURSEBOOK_DATABASE_URL": database_url,
+        "COURSEBOOK_PORT": str(port),
+        "COURSEBOOK_WORKERS": str(workers),
+        "COURSEBOOK_LOG_LEVEL": "warning",
+        **{f"COURSEBOOK_{name.upper()}": value for name, value in settings.items()},
+    }
+    command = [str(Path(sys.executable).with_name("coursebook")), "serve"]
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL)
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"coursebook serve exited with {process.returncode}")
+            try:
+                if httpx.get(f"{base_url}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                if time.monotonic() > deadline:
+                    raise
+            time.sleep(0.05)
+        yield Served(process, base_url)
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
 
 
 def rich_session(demo: Demo, *, big_course: bool) -> int:

@@ -36,6 +36,8 @@ ORDER = [
     "formats",
     "openapi",
     "reference",
+    "hosts",
+    "protocol",
     "app",
     "migrate",
     "demo",
