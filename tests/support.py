@@ -359,7 +359,9 @@ class Served(NamedTuple):
 
 
 @contextmanager
-def serve_process(database_url: str, *, workers: int = 1, **settings: str) -> Iterator[Served]:
+def serve_process(
+    database_url: str, settings: dict[str, str] | None = None, *, workers: int = 1
+) -> Iterator[Served]:
     """Run ``coursebook serve`` as a deployment runs it (its protocol, its workers, its
     signal handling) on a free port, with ``settings`` as ``COURSEBOOK_*`` variables;
     stopped (SIGTERM, then SIGKILL) after the block unless the block stopped it."""
@@ -370,7 +372,7 @@ def serve_process(database_url: str, *, workers: int = 1, **settings: str) -> It
         "COURSEBOOK_PORT": str(port),
         "COURSEBOOK_WORKERS": str(workers),
         "COURSEBOOK_LOG_LEVEL": "warning",
-        **{f"COURSEBOOK_{name.upper()}": value for name, value in settings.items()},
+        **{f"COURSEBOOK_{name.upper()}": value for name, value in (settings or {}).items()},
     }
     command = [str(Path(sys.executable).with_name("coursebook")), "serve"]
     process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL)

@@ -23,7 +23,7 @@ LIMITS = {"max_request_line": "4096", "max_header_count": "50", "max_header_byte
 
 @pytest.fixture(scope="module")
 def served(shared_demo: Demo) -> Iterator[Served]:
-    with serve_process(shared_demo.url, **LIMITS) as server:
+    with serve_process(shared_demo.url, LIMITS) as server:
         yield server
 
 
