@@ -15,6 +15,7 @@ ORDER = [
     "__init__",
     "settings",
     "models",
+    "migrate",
     "errors",
     "ids",
     "values",
@@ -39,7 +40,6 @@ ORDER = [
     "hosts",
     "protocol",
     "app",
-    "migrate",
     "demo",
     "cli",
 ]
