@@ -23,6 +23,7 @@ from starlette.staticfiles import StaticFiles
 from xxhash import xxh3_128_hexdigest
 
 from coursebook.db import Connections, create_serving_engine
+from coursebook.drain import Drain
 from coursebook.errors import ApiError, invalid, not_found
 from coursebook.formats import JSON, Format, negotiate
 from coursebook.hosts import AllowedHosts, refused_host
@@ -176,6 +177,7 @@ class CoursebookApp:
     def __init__(self, settings: Settings, connections: Connections) -> None:
         self.settings = settings
         self.hosts = AllowedHosts(settings.allowed_hosts, settings.public_url)
+        self.drain = Drain(settings.drain_seconds)
         self.connections = connections
         self.engine = connections.engine
         self.service = Service(connections, budget=settings.max_expanded_objects)
@@ -228,6 +230,8 @@ class CoursebookApp:
                 status, body, headers = 304, b"", [etag, *response.headers]
             else:
                 headers.insert(2, etag)
+        if self.drain.draining:  # this worker stops soon: clients reconnect elsewhere
+            headers.append((b"connection", b"close"))
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": b"" if head else body})
 
@@ -283,6 +287,8 @@ class CoursebookApp:
                     _credentials(request), request.base_url, listing, request.query
                 )
             case Probe(database=database):
+                if database and self.drain.draining:
+                    raise ApiError(503, "service_unavailable", "The server is shutting down.")
                 if database:
                     self.service.ready()
                 body = {"status": "ok"}
@@ -304,6 +310,7 @@ class CoursebookApp:
                 # what requests make, a millisecond instead of tens (a p99 pause under load).
                 gc.collect()
                 gc.freeze()
+                self.drain.install()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 if self.suspends:

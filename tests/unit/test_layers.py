@@ -39,6 +39,7 @@ ORDER = [
     "reference",
     "hosts",
     "protocol",
+    "drain",
     "app",
     "demo",
     "cli",
