@@ -141,6 +141,7 @@ def test_sqlite_keeps_its_connection_and_postgresql_uses_the_pool(api: Api, demo
 def test_a_kept_connection_recovers_from_an_invalidated_driver_connection(
     tmp_path: Path,
 ) -> None:
+    (tmp_path / "kept.sqlite3").touch()  # the server opens a database, never makes one
     connections = Connections(create_db_engine(f"sqlite:///{tmp_path}/kept.sqlite3"))
     with connections.connect() as conn:
         lost = conn.connection.dbapi_connection
@@ -153,6 +154,7 @@ def test_a_kept_connection_recovers_from_an_invalidated_driver_connection(
 
 
 def test_a_memo_past_its_bound_starts_again(tmp_path: Path) -> None:
+    (tmp_path / "bound.sqlite3").touch()
     connections = Connections(create_db_engine(f"sqlite:///{tmp_path}/bound.sqlite3"))
     with connections.connect() as conn:
         remembered = memo(conn)
