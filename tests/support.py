@@ -31,7 +31,18 @@ import httpx
 import pytest
 import uvicorn
 from anyio.from_thread import BlockingPortal, start_blocking_portal
-from sqlalchemy import CursorResult, Engine, create_engine, event, func, select, text
+from sqlalchemy import (
+    CursorResult,
+    Engine,
+    and_,
+    create_engine,
+    event,
+    exists,
+    func,
+    or_,
+    select,
+    text,
+)
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
@@ -42,6 +53,7 @@ from coursebook.demo import Manifest, generate
 from coursebook.migrate import upgrade
 from coursebook.routes import ROUTES, Document, Retrieve
 from coursebook.settings import Settings
+from coursebook.tokens import hash_token
 from tests.contract import validate
 from tests.served import as_xml_values, parse_xml, validate_served
 
@@ -526,3 +538,46 @@ def main_session_ids(demo: Demo, *conditions: Any) -> list[int]:
                 .order_by(cs.c.starts_at, cs.c.id)
             ).scalars()
         )
+
+
+def customer_profile_of(demo: Demo, role: str) -> int:
+    """The main provider's customer profile of ``role``'s user."""
+    digest = hash_token(demo.manifest["tokens"][role])
+    with demo.engine.connect() as conn:
+        profile_id = conn.scalar(
+            select(m.customer_profiles.c.id)
+            .join(m.api_tokens, m.api_tokens.c.user_id == m.customer_profiles.c.user_id)
+            .where(
+                m.api_tokens.c.token_hash == digest,
+                m.customer_profiles.c.provider_id == demo.manifest["providers"]["main"],
+            )
+        )
+    assert profile_id is not None, role
+    return int(profile_id)
+
+
+def sessions_a_customer_may_see(demo: Demo, customer_profile_id: int) -> frozenset[int]:
+    """Section 4 as SQL: published course, non-draft offering type, public or held."""
+    ot, cs = m.offering_types, m.course_sessions
+    holds = exists().where(
+        m.offering_type_memberships.c.offering_type_id == ot.c.id,
+        m.customer_memberships.c.membership_id == m.offering_type_memberships.c.membership_id,
+        m.customer_memberships.c.customer_profile_id == customer_profile_id,
+        m.customer_memberships.c.active.is_(True),
+    )
+    query = (
+        select(cs.c.id)
+        .join(m.courses, m.courses.c.id == cs.c.course_id)
+        .join(ot, ot.c.id == m.courses.c.offering_type_id)
+        .where(
+            cs.c.provider_id == demo.manifest["providers"]["main"],
+            m.courses.c.published.is_(True),
+            ot.c.is_draft.is_(False),
+            or_(
+                ot.c.customer_visibility == "public",
+                and_(ot.c.customer_visibility == "membership_holders", holds),
+            ),
+        )
+    )
+    with demo.engine.connect() as conn:
+        return frozenset(conn.scalars(query))
