@@ -371,7 +371,7 @@ def http_scope(path: str, token: str) -> dict[str, Any]:
         "scheme": "http",
         "query_string": query.encode(),
         "server": ("127.0.0.1", 80),
-        "headers": [(b"host", b"bench"), (b"authorization", f"Bearer {token}".encode())],
+        "headers": [(b"host", b"localhost"), (b"authorization", f"Bearer {token}".encode())],
     }
 
 
@@ -437,7 +437,7 @@ def profile(url: str, token: str, paths: dict[str, list[str]]) -> None:
     for name in ("R1", "R2"):
         requests = []
         for path in paths[name][:200]:
-            requests.append(_parse_request(http_scope(path, token), None))
+            requests.append(_parse_request(http_scope(path, token), None, app.hosts))
         profiler = Profiler(interval=0.0002)
         profiler.start()
         for _ in range(5 if name == "R2" else 25):
@@ -536,7 +536,7 @@ def measure(
         with socket.create_connection(("127.0.0.1", port)) as sock:
             first = paths["R1"][0]
             sock.sendall(
-                f"GET {first} HTTP/1.1\r\nHost: bench\r\nAuthorization: Bearer "
+                f"GET {first} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer "
                 f"{token}\r\nConnection: close\r\n\r\n".encode()
             )
             response = b""

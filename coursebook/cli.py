@@ -712,7 +712,7 @@ def serve(
         port=settings.port if port is None else port,
         workers=workers or settings.workers,
         loop="uvloop",
-        http="httptools",
+        http="coursebook.protocol:LimitedHttpToolsProtocol",
         log_level=settings.log_level,
         access_log=False,
     )

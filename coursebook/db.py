@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sqlite3
 import threading
 from collections import deque
@@ -40,6 +41,8 @@ BEGIN_SNAPSHOT = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
 SNAPSHOT_KEY = "coursebook.snapshot"
 #: Transaction control touches no table: the statement counter leaves it out.
 TRANSACTION_CONTROL = ("BEGIN", "ROLLBACK", "COMMIT")
+#: Where a kept SQLite connection notes the identity of the file it opened.
+FILE_KEY = "coursebook.file"
 
 
 def create_serving_engine(settings: Settings) -> Engine:
@@ -182,6 +185,9 @@ class Connections:
         self.keep = engine.dialect.name == "sqlite"
         self.size = size
         self.wait = wait
+        database = engine.url.database if self.keep else None
+        #: The SQLite file, whose identity each request compares with its connection's.
+        self.path = database if database and database != ":memory:" else None
         self._local = threading.local()
         self._kept: list[Connection] = []
         self._lock = threading.Lock()
@@ -191,19 +197,18 @@ class Connections:
         self._waiting: deque[asyncio.Future[Connection | None]] = deque()
 
     def connect(self) -> AbstractContextManager[Connection]:
-        """A connection for one request, as a context manager."""
+        """A connection for one request, as a context manager.
+
+        SQLite: the thread's kept connection, unless the file at the database's path is
+        no longer the one it opened (replaced, as a restore from a backup does): then a
+        new one, on the new file, with an empty memo. A deleted file raises
+        ``FileNotFoundError`` (a 503), rather than letting SQLite create an empty one.
+        """
         if not self.keep:
             return _Lent(self)
         conn: Connection | None = getattr(self._local, "conn", None)
-        if conn is None or conn.closed or conn.invalidated:
-            stale, conn = conn, self.engine.connect()
-            self._local.conn = conn
-            with self._lock:
-                if stale is not None:
-                    self._kept.remove(stale)
-                self._kept.append(conn)
-            if stale is not None:
-                stale.close()
+        if conn is None or conn.closed or conn.invalidated or self._replaced(conn):
+            conn = self._reopen(conn)
         return _Kept(conn)
 
     @property
@@ -248,6 +253,30 @@ class Connections:
         else:
             self._free.append(conn)
 
+    def _replaced(self, conn: Connection) -> bool:
+        """Whether the database's path names another file than ``conn`` opened: one
+        ``stat`` (about a microsecond), against the identity noted at connection."""
+        if self.path is None:
+            return False
+        return _file_identity(self.path) != conn.info.get(FILE_KEY)
+
+    def _reopen(self, stale: Connection | None) -> Connection:
+        """A new kept connection for this thread, in place of ``stale``."""
+        identity = None if self.path is None else _file_identity(self.path)
+        conn = self.engine.connect()
+        conn.info[FILE_KEY] = identity
+        self._local.conn = conn
+        with self._lock:
+            if stale is not None:
+                self._kept.remove(stale)
+            self._kept.append(conn)
+        if stale is not None:
+            if not stale.closed and not stale.invalidated:
+                # Its DBAPI connection reads the old file: closed, never pooled again.
+                stale.invalidate()
+            stale.close()
+        return conn
+
     def close(self) -> None:
         """Close the kept connections and dispose of the engine's pool."""
         with self._lock:
@@ -257,6 +286,12 @@ class Connections:
         for conn in kept:
             conn.close()
         self.engine.dispose()
+
+
+def _file_identity(path: str) -> tuple[int, int]:
+    """The device and inode of the file at ``path``; ``FileNotFoundError`` when none."""
+    found = os.stat(path)
+    return found.st_dev, found.st_ino
 
 
 class _Kept:

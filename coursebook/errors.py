@@ -12,7 +12,9 @@ MESSAGES = {
     404: "Not found.",
     405: "Method not allowed.",
     406: "Could not satisfy the request Accept header.",
+    414: "Request target too long.",
     429: "Request was throttled.",
+    431: "Request header fields too large.",
     500: "A server error occurred.",
     503: "The service is temporarily unavailable.",
 }
@@ -24,7 +26,9 @@ TYPES = {
     404: "invalid_request_error",
     405: "invalid_request_error",
     406: "invalid_request_error",
+    414: "invalid_request_error",
     429: "rate_limit_error",
+    431: "invalid_request_error",
     500: "api_error",
     503: "api_error",
 }

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, text
+from sqlalchemy.exc import DBAPIError
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 
@@ -43,3 +47,22 @@ def downgrade(url: str, revision: str = "-1") -> None:
 def revision(url: str, message: str) -> None:
     """Autogenerate a new migration from the difference between ``url`` and the models."""
     command.revision(alembic_config(url), message=message, autogenerate=True)
+
+
+@functools.cache
+def head() -> str | None:
+    """The latest revision of the packaged migrations: the schema this code reads."""
+    return ScriptDirectory(str(MIGRATIONS_DIR)).get_current_head()
+
+
+def current(conn: Connection) -> str | None:
+    """The revision the database at ``conn`` is migrated to; None when it never was.
+
+    One statement when it was; a database that does not answer raises.
+    """
+    try:
+        return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+    except DBAPIError:
+        if conn.dialect.has_table(conn, "alembic_version"):
+            raise
+        return None

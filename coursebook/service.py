@@ -17,10 +17,11 @@ from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any, NamedTuple, ParamSpec, TypeVar
 
-from sqlalchemy import ColumnElement, Connection, bindparam, func, select, text
+from sqlalchemy import ColumnElement, Connection, bindparam, func, select
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
+from coursebook import migrate
 from coursebook.access import Access, Scope, resolve
 from coursebook.auth import Principal, authenticate
 from coursebook.db import Connections, snapshot
@@ -313,13 +314,25 @@ class Service:
         return envelope(base_url, listing.path, query, page, parsed.page_size, count, results)
 
     def ready(self) -> None:
-        """Nothing when the database answers; 503 otherwise."""
+        """Nothing when the database answers and its schema is at the migration this code
+        reads; 503 otherwise (a file replaced by an empty one answers, unmigrated)."""
         try:
             with self.connections.connect() as conn:
-                conn.execute(text("SELECT 1"))
+                revision = migrate.current(conn)
         except (DBAPIError, *UNREACHABLE) as error:
             logger.warning("Readiness check failed: %s", type(error).__name__)
             raise ApiError(503, "service_unavailable", "The database does not answer.") from None
+        if revision != migrate.head():
+            logger.warning(
+                "Readiness check failed: the schema is at %s, this server reads %s",
+                revision,
+                migrate.head(),
+            )
+            raise ApiError(
+                503,
+                "service_unavailable",
+                "The database schema is not at this server's migration.",
+            )
 
 
 #: Driver errors that say the database is not there (as opposed to a statement's fault).

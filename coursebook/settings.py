@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from typing import Annotated
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 class Settings(BaseSettings):
@@ -41,8 +43,38 @@ class Settings(BaseSettings):
     """Absolute base URL for related-collection and iCalendar links. Default: the
     request's own scheme and Host header."""
 
+    allowed_hosts: Annotated[tuple[str, ...], NoDecode] = ("localhost", "127.0.0.1", "[::1]")
+    """Host names the server answers for, comma-separated, as Django's ``ALLOWED_HOSTS``:
+    an exact name, ``.example.com`` for it and its subdomains, or ``*`` for any; ports
+    are ignored. Another ``Host`` is a 400, so no link is ever built from it. The host
+    of ``public_url`` is allowed too."""
+
+    max_request_line: int = Field(default=8190, ge=256, le=1_048_576)
+    """Bytes of the request line (method, target, version) past which the server
+    answers 414 without reading further."""
+
+    max_header_count: int = Field(default=100, ge=8, le=10_000)
+    """Header fields one request may carry; past it, 431."""
+
+    max_header_bytes: int = Field(default=65_536, ge=1024, le=16_777_216)
+    """Bytes of a request's head (request line and headers); past it the server answers
+    431 and closes the connection before it buffers more."""
+
+    drain_seconds: float = Field(default=5.0, ge=0, le=600)
+    """On SIGTERM (or SIGINT), seconds during which ``/readyz`` answers 503 while
+    requests are still served, so a load balancer stops sending before the worker stops
+    accepting; then requests in flight complete and the worker exits."""
+
     max_expanded_objects: int = Field(default=10_000, ge=1)
     """Expansion budget: the most objects one response may hold."""
 
     log_level: str = "info"
     """Log level of the service (debug, info, warning, error)."""
+
+    @field_validator("allowed_hosts", mode="before")
+    @classmethod
+    def _split_hosts(cls, value: object) -> object:
+        """The environment gives one comma-separated string."""
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value

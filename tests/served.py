@@ -100,6 +100,19 @@ def as_xml_values(data: Any, links: tuple[str, str] = ("", "")) -> Any:
         return "True"
     if data is False:
         return "False"
-    if isinstance(data, str) and links[0]:
-        return data.replace(*links)
+    if isinstance(data, str):
+        readable = "".join(c if xml_char(c) else "\ufffd" for c in data)
+        return readable.replace(*links) if links[0] else readable
     return str(data)
+
+
+def xml_char(character: str) -> bool:
+    """Whether XML 1.0 can carry ``character`` (its ``Char`` production); the server
+    writes any other as U+FFFD."""
+    code = ord(character)
+    return (
+        code in (0x9, 0xA, 0xD)
+        or 0x20 <= code <= 0xD7FF
+        or 0xE000 <= code <= 0xFFFD
+        or 0x10000 <= code <= 0x10FFFF
+    )

@@ -11,8 +11,11 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import signal
 import socket
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -21,14 +24,25 @@ from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
 import uvicorn
 from anyio.from_thread import BlockingPortal, start_blocking_portal
-from sqlalchemy import CursorResult, Engine, create_engine, event, func, select, text
+from sqlalchemy import (
+    CursorResult,
+    Engine,
+    and_,
+    create_engine,
+    event,
+    exists,
+    func,
+    or_,
+    select,
+    text,
+)
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
@@ -39,6 +53,7 @@ from coursebook.demo import Manifest, generate
 from coursebook.migrate import upgrade
 from coursebook.routes import ROUTES, Document, Retrieve
 from coursebook.settings import Settings
+from coursebook.tokens import hash_token
 from tests.contract import validate
 from tests.served import as_xml_values, parse_xml, validate_served
 
@@ -313,7 +328,7 @@ def in_process(settings: Settings) -> Iterator[Api]:
     app = create_app(settings)
     with start_blocking_portal() as portal, portal.wrap_async_context_manager(_lifespan(app)):
         transport = _InProcessTransport(app, portal)
-        with httpx.Client(transport=transport, base_url="http://testserver") as client:
+        with httpx.Client(transport=transport, base_url="http://localhost") as client:
             yield Api(client, app)
 
 
@@ -353,6 +368,55 @@ def live_server(settings: Settings) -> Iterator[Api]:
     finally:
         server.should_exit = True
         thread.join(10)
+
+
+class Served(NamedTuple):
+    """A ``coursebook serve`` process and the base URL it answers on."""
+
+    process: subprocess.Popen[bytes]
+    base_url: str
+
+
+@contextmanager
+def serve_process(
+    database_url: str, settings: dict[str, str] | None = None, *, workers: int = 1
+) -> Iterator[Served]:
+    """Run ``coursebook serve`` as a deployment runs it (its protocol, its workers, its
+    signal handling) on a free port, with ``settings`` as ``COURSEBOOK_*`` variables;
+    stopped (SIGTERM, then SIGKILL) after the block unless the block stopped it."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "COURSEBOOK_DATABASE_URL": database_url,
+        "COURSEBOOK_PORT": str(port),
+        "COURSEBOOK_WORKERS": str(workers),
+        "COURSEBOOK_LOG_LEVEL": "warning",
+        **{f"COURSEBOOK_{name.upper()}": value for name, value in (settings or {}).items()},
+    }
+    command = [str(Path(sys.executable).with_name("coursebook")), "serve"]
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL)
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"coursebook serve exited with {process.returncode}")
+            try:
+                if httpx.get(f"{base_url}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                if time.monotonic() > deadline:
+                    raise
+            time.sleep(0.05)
+        yield Served(process, base_url)
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
 
 
 def rich_session(demo: Demo, *, big_course: bool) -> int:
@@ -481,3 +545,46 @@ def main_session_ids(demo: Demo, *conditions: Any) -> list[int]:
                 .order_by(cs.c.starts_at, cs.c.id)
             ).scalars()
         )
+
+
+def customer_profile_of(demo: Demo, role: str) -> int:
+    """The main provider's customer profile of ``role``'s user."""
+    digest = hash_token(demo.manifest["tokens"][role])
+    with demo.engine.connect() as conn:
+        profile_id = conn.scalar(
+            select(m.customer_profiles.c.id)
+            .join(m.api_tokens, m.api_tokens.c.user_id == m.customer_profiles.c.user_id)
+            .where(
+                m.api_tokens.c.token_hash == digest,
+                m.customer_profiles.c.provider_id == demo.manifest["providers"]["main"],
+            )
+        )
+    assert profile_id is not None, role
+    return int(profile_id)
+
+
+def sessions_a_customer_may_see(demo: Demo, customer_profile_id: int) -> frozenset[int]:
+    """Section 4 as SQL: published course, non-draft offering type, public or held."""
+    ot, cs = m.offering_types, m.course_sessions
+    holds = exists().where(
+        m.offering_type_memberships.c.offering_type_id == ot.c.id,
+        m.customer_memberships.c.membership_id == m.offering_type_memberships.c.membership_id,
+        m.customer_memberships.c.customer_profile_id == customer_profile_id,
+        m.customer_memberships.c.active.is_(True),
+    )
+    query = (
+        select(cs.c.id)
+        .join(m.courses, m.courses.c.id == cs.c.course_id)
+        .join(ot, ot.c.id == m.courses.c.offering_type_id)
+        .where(
+            cs.c.provider_id == demo.manifest["providers"]["main"],
+            m.courses.c.published.is_(True),
+            ot.c.is_draft.is_(False),
+            or_(
+                ot.c.customer_visibility == "public",
+                and_(ot.c.customer_visibility == "membership_holders", holds),
+            ),
+        )
+    )
+    with demo.engine.connect() as conn:
+        return frozenset(conn.scalars(query))

@@ -19,11 +19,10 @@ import httpx
 import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import and_, exists, or_, select, update
+from sqlalchemy import select, update
 
 from coursebook import models as m
-from coursebook.tokens import hash_token
-from tests.support import Api, Demo
+from tests.support import Api, Demo, customer_profile_of, sessions_a_customer_may_see
 
 PROVIDER = "TeamUp-Provider-ID"
 MODE = "Teamup-Request-Mode"
@@ -99,49 +98,6 @@ class World:
     def reachable(self, role: str) -> frozenset[int]:
         who = ROLES[role]
         return frozenset(self.providers[key] for key in (*who.staff, *who.customer))
-
-
-def customer_profile_of(demo: Demo, role: str) -> int:
-    """The main provider's customer profile of ``role``'s user."""
-    digest = hash_token(demo.manifest["tokens"][role])
-    with demo.engine.connect() as conn:
-        profile_id = conn.scalar(
-            select(m.customer_profiles.c.id)
-            .join(m.api_tokens, m.api_tokens.c.user_id == m.customer_profiles.c.user_id)
-            .where(
-                m.api_tokens.c.token_hash == digest,
-                m.customer_profiles.c.provider_id == demo.manifest["providers"]["main"],
-            )
-        )
-    assert profile_id is not None, role
-    return int(profile_id)
-
-
-def sessions_a_customer_may_see(demo: Demo, customer_profile_id: int) -> frozenset[int]:
-    """Section 4 as SQL: published course, non-draft offering type, public or held."""
-    ot, cs = m.offering_types, m.course_sessions
-    holds = exists().where(
-        m.offering_type_memberships.c.offering_type_id == ot.c.id,
-        m.customer_memberships.c.membership_id == m.offering_type_memberships.c.membership_id,
-        m.customer_memberships.c.customer_profile_id == customer_profile_id,
-        m.customer_memberships.c.active.is_(True),
-    )
-    query = (
-        select(cs.c.id)
-        .join(m.courses, m.courses.c.id == cs.c.course_id)
-        .join(ot, ot.c.id == m.courses.c.offering_type_id)
-        .where(
-            cs.c.provider_id == demo.manifest["providers"]["main"],
-            m.courses.c.published.is_(True),
-            ot.c.is_draft.is_(False),
-            or_(
-                ot.c.customer_visibility == "public",
-                and_(ot.c.customer_visibility == "membership_holders", holds),
-            ),
-        )
-    )
-    with demo.engine.connect() as conn:
-        return frozenset(conn.scalars(query))
 
 
 _worlds: dict[str, World] = {}

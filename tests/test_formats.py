@@ -8,6 +8,8 @@ booleans, lists and special characters are written, and which format is chosen.
 from __future__ import annotations
 
 import re
+import sys
+import unicodedata
 from typing import Any
 from xml.etree import ElementTree
 
@@ -18,7 +20,7 @@ from sqlalchemy import Connection, select, update
 from coursebook import models as m
 from coursebook.demo import FULL_EXPANSION
 from tests.contract import DATETIME
-from tests.served import parse_xml
+from tests.served import parse_xml, xml_char
 from tests.support import Api, Demo, get, rich_session, session_times
 
 PROLOG = b'<?xml version="1.0" encoding="utf-8"?>\n<root>'
@@ -233,6 +235,40 @@ def test_special_characters_and_null_names(api: Api, demo: Demo) -> None:
     unnamed = get_xml(api, _url(unnamed_id), token, params={"format": "xml"})
     assert api.get(_url(unnamed_id), token).json()["name"] is None
     assert "<object>course_session</object><name></name><starts_at>" in unnamed.text
+
+
+def every_character_class(backend: str) -> str:
+    """One character of every Unicode general category the JSON can carry (surrogates,
+    ``Cs``, are not text), every C0 and C1 control, the line and paragraph separators,
+    the noncharacters U+FFFE/U+FFFF, markup and a CDATA end. PostgreSQL's text holds no
+    NUL, so it is left out there."""
+    first: dict[str, str] = {}
+    for code in range(sys.maxunicode + 1):
+        category = unicodedata.category(chr(code))
+        if category != "Cs":
+            first.setdefault(category, chr(code))
+    controls = "".join(map(chr, [*range(0x20), *range(0x7F, 0xA0)]))
+    text = "".join(first.values()) + controls + "\u2028\u2029\ufeff\ufffe\uffff]]>&<'\"\U0001f600"
+    return text.replace("\x00", "") if backend == "postgresql" else text
+
+
+@pytest.mark.writes
+def test_every_character_class_round_trips(api: Api, demo: Demo) -> None:
+    """JSON carries every character as stored; XML every one XML 1.0 can carry, and
+    U+FFFD for the others (docs/compatibility.md)."""
+    name = every_character_class(api.backend)
+    session_id = demo.manifest["course_sessions"]["main"][0]
+    with demo.engine.begin() as conn:
+        course = _course_of(conn, session_id)
+        conn.execute(update(m.courses).where(m.courses.c.id == course).values(name=name))
+    token = _admin(demo)
+    assert api.get(_url(session_id), token).json()["name"] == name
+    xml = get_xml(api, _url(session_id), token, params={"format": "xml"})
+    readable = parse_xml(xml.content)["name"]
+    assert len(readable) == len(name)
+    for sent, read in zip(name, readable, strict=True):
+        assert read == (sent if xml_char(sent) else "\ufffd"), f"U+{ord(sent):04X}"
+    assert any(not xml_char(c) for c in name) and "\r" in readable
 
 
 # -- dates and times -------------------------------------------------------------------

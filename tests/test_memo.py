@@ -145,6 +145,7 @@ def test_connections_are_kept_not_checked_out_per_request(api: Api, demo: Demo) 
 def test_a_kept_connection_recovers_from_an_invalidated_driver_connection(
     tmp_path: Path,
 ) -> None:
+    (tmp_path / "kept.sqlite3").touch()  # the server opens a database, never makes one
     connections = Connections(create_db_engine(f"sqlite:///{tmp_path}/kept.sqlite3"))
     with connections.connect() as conn:
         lost = conn.connection.dbapi_connection
@@ -157,6 +158,7 @@ def test_a_kept_connection_recovers_from_an_invalidated_driver_connection(
 
 
 def test_a_memo_past_its_bound_starts_again(tmp_path: Path) -> None:
+    (tmp_path / "bound.sqlite3").touch()
     connections = Connections(create_db_engine(f"sqlite:///{tmp_path}/bound.sqlite3"))
     with connections.connect() as conn:
         remembered = memo(conn)
