@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Integer, column, text
 
+from coursebook.metrics import TALLY
 from coursebook.query import Query
 
 #: Where a pooled connection keeps its memo (SQLAlchemy's per-connection ``info``).
@@ -52,7 +53,10 @@ class Memo:
         try:
             value: T = self.entries[key]
         except KeyError:
+            TALLY.memo_misses += 1
             value = self.entries[key] = compute(*args)
+        else:
+            TALLY.memo_hits += 1
         return value
 
 

@@ -14,6 +14,7 @@ PACKAGE = Path(coursebook.__file__).parent
 ORDER = [
     "__init__",
     "settings",
+    "metrics",
     "models",
     "errors",
     "ids",
@@ -36,6 +37,8 @@ ORDER = [
     "formats",
     "openapi",
     "reference",
+    "ratelimit",
+    "accesslog",
     "app",
     "migrate",
     "demo",
