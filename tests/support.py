@@ -13,6 +13,8 @@ import os
 import shutil
 import socket
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -346,6 +348,53 @@ def live_server(settings: Settings) -> Iterator[Api]:
     finally:
         server.should_exit = True
         thread.join(10)
+
+
+@dataclass(frozen=True)
+class Served:
+    """A ``coursebook serve`` process: its base URL and the file its stderr goes to."""
+
+    base_url: str
+    log: Path
+
+
+@contextmanager
+def served(url: str, directory: Path, workers: int = 2, **settings: str) -> Iterator[Served]:
+    """Run ``coursebook serve --workers N`` on ``url`` in a process of its own, with
+    ``settings`` as ``COURSEBOOK_*`` variables (``rate_limit="250"``), until the block ends.
+    Its working directory is ``directory``; its standard error goes to a file there."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "COURSEBOOK_DATABASE_URL": url,
+        **{f"COURSEBOOK_{name.upper()}": value for name, value in settings.items()},
+    }
+    log = directory / f"server-{port}.log"
+    command = [str(Path(sys.executable).with_name("coursebook")), "serve"]
+    with log.open("wb") as stderr:
+        process = subprocess.Popen(
+            [*command, "--port", str(port), "--workers", str(workers)],
+            env=env,
+            cwd=directory,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"{base}/healthz").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert process.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, "the server did not start"
+            time.sleep(0.1)
+        yield Served(base, log)
+    finally:
+        process.terminate()
+        process.wait(20)
 
 
 def rich_session(demo: Demo, *, big_course: bool) -> int:
