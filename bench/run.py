@@ -60,6 +60,10 @@ ORDINARY_COURSE_LIMIT = 100
 #: Most session ids R1-R4 cycle through, evenly spaced over the ordinary ones.
 SCENARIO_IDS = 400
 
+#: A server under load answers one token thousands of times a second: no rate limit
+#: (``bench/overhead.py`` measures what the limit, the metrics and the log cost).
+UNLIMITED = {"COURSEBOOK_RATE_LIMIT": "0"}
+
 #: name -> (description, query string or list path template)
 SCENARIOS: dict[str, tuple[str, str]] = {
     "R1": ("plain retrieve", ""),
@@ -388,7 +392,7 @@ def count_statements(url: str, token: str, paths: list[str]) -> float:
     from coursebook.db import StatementCounter
     from coursebook.settings import Settings
 
-    app = create_app(Settings(database_url=url, log_level="warning"))
+    app = create_app(Settings(database_url=url, log_level="warning", rate_limit=0))
     counter = StatementCounter(app.engine)
     sample = paths[:: max(1, len(paths) // 25)][:25]
 
@@ -430,9 +434,10 @@ def profile(url: str, token: str, paths: dict[str, list[str]]) -> None:
 
     from coursebook.app import _parse_request, create_app
     from coursebook.formats import negotiate
+    from coursebook.routes import ROUTES
     from coursebook.settings import Settings
 
-    app = create_app(Settings(database_url=url, log_level="warning"))
+    app = create_app(Settings(database_url=url, log_level="warning", rate_limit=0))
     PROFILES.mkdir(parents=True, exist_ok=True)
     for name in ("R1", "R2"):
         requests = []
@@ -442,7 +447,8 @@ def profile(url: str, token: str, paths: dict[str, list[str]]) -> None:
         profiler.start()
         for _ in range(5 if name == "R2" else 25):
             for request in requests:
-                app.handle(request, negotiate(request.last("format"), None))
+                found = ROUTES.match(request.path)
+                app.handle(request, negotiate(request.last("format"), None), found)
         profiler.stop()
         target = PROFILES / f"{name}.html"
         target.write_text(profiler.output_html())
@@ -525,7 +531,12 @@ def measure(
     main = manifest["providers"]["main"]
     ids, main_count = scenario_ids(database, main), session_count(database, main)
     paths = {name: scenario_paths(name, ids, main_count) for name in SCENARIOS}
-    env = {**os.environ, "COURSEBOOK_DATABASE_URL": database, "COURSEBOOK_LOG_LEVEL": "warning"}
+    env = {
+        **os.environ,
+        "COURSEBOOK_DATABASE_URL": database,
+        "COURSEBOOK_LOG_LEVEL": "warning",
+        **UNLIMITED,
+    }
     DATA.mkdir(parents=True, exist_ok=True)
 
     port, ceiling_port = free_port(), free_port()
@@ -611,7 +622,12 @@ def measure_network(wrk: str, seconds: int) -> Config | None:
             through = target.set(host="127.0.0.1", port=proxy_port).render_as_string(
                 hide_password=False
             )
-        env = {**os.environ, "COURSEBOOK_DATABASE_URL": through, "COURSEBOOK_LOG_LEVEL": "warning"}
+        env = {
+            **os.environ,
+            "COURSEBOOK_DATABASE_URL": through,
+            "COURSEBOOK_LOG_LEVEL": "warning",
+            **UNLIMITED,
+        }
         server_port = free_port()
         server = [str(BIN / "coursebook"), "serve", "--port", str(server_port)]
         try:

@@ -8,9 +8,11 @@ dependency machinery (see docs/architecture.md).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import gc
 import logging
-import uuid
+import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from pathlib import Path
 from typing import Any, NamedTuple, assert_never
@@ -22,12 +24,14 @@ from starlette.exceptions import HTTPException
 from starlette.staticfiles import StaticFiles
 from xxhash import xxh3_128_hexdigest
 
+from coursebook import accesslog, metrics
 from coursebook.db import Connections, create_serving_engine
 from coursebook.drain import Drain
 from coursebook.errors import ApiError, invalid, not_found
 from coursebook.formats import JSON, Format, negotiate
 from coursebook.hosts import AllowedHosts, refused_host
 from coursebook.openapi import document_bytes
+from coursebook.ratelimit import Admission, RateLimiter, throttled
 from coursebook.routes import (
     IGNORED_PARAMETERS,
     ROUTES,
@@ -38,7 +42,7 @@ from coursebook.routes import (
     Route,
     ignored_parameters,
 )
-from coursebook.service import Credentials, Service
+from coursebook.service import Credentials, Service, Trace
 from coursebook.settings import Settings
 
 Scope = MutableMapping[str, Any]
@@ -63,6 +67,10 @@ SINGLE_HEADERS = {
 }
 HTML = b"text/html; charset=utf-8"
 DOCS_PAGE = (Path(__file__).with_name("docs.html")).read_bytes()
+#: Prometheus scrapes here; not a route of the API (nor of its OpenAPI document).
+METRICS_PATH = "/metrics"
+#: How often a worker publishes what it tallied (``metrics.Publisher``).
+PUBLISH_SECONDS = 1.0
 
 
 class Request(NamedTuple):
@@ -185,6 +193,11 @@ class CoursebookApp:
         #: PostgreSQL's driver is asynchronous: a request's database work runs in a
         #: greenlet that suspends at each round trip while the loop serves others.
         self.suspends = self.engine.dialect.is_async
+        self.limiter = RateLimiter.from_settings(settings)
+        self.publisher = metrics.Publisher(self.engine) if settings.metrics else None
+        self._publishing: asyncio.Task[None] | None = None
+        if settings.access_log:
+            accesslog.configure()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -192,70 +205,138 @@ class CoursebookApp:
             return
         if scope["type"] != "http":
             return
+        started = time.perf_counter()
+        request_id = accesslog.request_id(_raw_header(scope, b"x-request-id"))
+        label = metrics.UNMATCHED
         if scope["path"].startswith(DOCS_ASSETS_PREFIX) and scope["method"] in ALLOWED_METHODS:
             asset = {**scope, "path": scope["path"][len(DOCS_ASSETS_PREFIX) - 1 :]}
+            statuses: list[int] = []
+
+            async def send_asset(message: Message) -> None:
+                if message["type"] == "http.response.start":
+                    statuses.append(message["status"])
+                    message["headers"] = [*message["headers"], (b"x-request-id", request_id)]
+                await send(message)
+
             try:
-                await self.static(asset, receive, send)
+                await self.static(asset, receive, send_asset)
+                self._observe(scope, DOCS_ASSETS_PREFIX, statuses[0], started, request_id, None)
                 return
             except HTTPException:
                 pass  # no such asset: answered below as an unknown route, in the error body
         head = scope["method"] == "HEAD"
         fmt = JSON
         request: Request | None = None
+        admission: Admission | None = None
+        trace = Trace()
         try:
             request = _parse_request(scope, self.settings.public_url, self.hosts)
             fmt = negotiate(request.last("format"), request.headers.get("accept"))
-            if self.suspends:
-                response = await greenlet_spawn(self.handle, request, fmt)
+            found = ROUTES.match(request.path)
+            if found is not None:
+                label = found[0].path
+                if self.limiter is not None and isinstance(found[0].endpoint, Retrieve | ListOf):
+                    admission = await self.limiter.admit(
+                        request.headers.get("authorization"), _client_address(scope)
+                    )
+                    if admission.verdict is not None and not admission.verdict.allowed:
+                        raise throttled(admission.verdict)
+            elif self.publisher is not None and request.path == METRICS_PATH:
+                label = METRICS_PATH
+            if label == METRICS_PATH and request.method in ALLOWED_METHODS:
+                assert self.publisher is not None
+                self.publisher.publish()
+                response = Response(metrics.exposition(), metrics.CONTENT_TYPE)
+            elif self.suspends:
+                response = await greenlet_spawn(self.handle, request, fmt, found, trace)
             else:
-                response = self.handle(request, fmt)
+                response = self.handle(request, fmt, found, trace)
         except ApiError as error:
             response = _error_response(error, fmt)
         except Exception:
-            request_id = uuid.uuid4().hex
             logger.exception("Unhandled error, request id %s", request_id)
-            response = _error_response(
-                ApiError(500, "server_error", headers={"X-Request-ID": request_id}), fmt
-            )
+            response = _error_response(ApiError(500, "server_error"), fmt)
         status, body = response.status, response.body
+        observed = [(b"x-request-id", request_id.encode("latin-1"))]
+        if admission is not None and admission.verdict is not None:
+            observed += admission.verdict.headers()
         headers = [
             (b"content-type", response.content_type),
             (b"content-length", str(len(body)).encode()),
             *response.headers,
+            *observed,
         ]
         if status == 200:
             etag = (b"etag", entity_tag(body))
             if request is not None and none_match(request.headers.get("if-none-match"), etag[1]):
                 # Not modified: the tag and the answer's own headers, no body to describe.
-                status, body, headers = 304, b"", [etag, *response.headers]
+                status, body, headers = 304, b"", [etag, *response.headers, *observed]
             else:
                 headers.insert(2, etag)
         if self.drain.draining:  # this worker stops soon: clients reconnect elsewhere
             headers.append((b"connection", b"close"))
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": b"" if head else body})
+        self._observe(scope, label, status, started, request_id, trace)
+        if admission is not None and admission.unproven is not None:
+            assert self.limiter is not None
+            await self.limiter.settle(admission, status)
 
-    def handle(self, request: Request, fmt: Format) -> Response:
-        """Route ``request`` and run its endpoint; raises ``ApiError`` for every error answer.
+    def _observe(
+        self,
+        scope: Scope,
+        route: str,
+        status: int,
+        started: float,
+        request_id: str,
+        trace: Trace | None,
+    ) -> None:
+        """Count an answered request in the metrics and write its access-log line."""
+        seconds = time.perf_counter() - started
+        if self.publisher is not None:
+            metrics.observe_request(route, status, seconds)
+        if self.settings.access_log:
+            token_id, provider_id = (
+                (None, None) if trace is None else (trace.token_id, trace.provider_id)
+            )
+            accesslog.log_request(
+                scope["method"], route, status, seconds, request_id, token_id, provider_id
+            )
+
+    def handle(
+        self,
+        request: Request,
+        fmt: Format,
+        found: tuple[Route, dict[str, str]] | None,
+        trace: Trace | None = None,
+    ) -> Response:
+        """Run the endpoint of the route ``request`` matched (``found``); raises
+        ``ApiError`` for every error answer.
 
         Every answer of a route, errors included, names the query parameters it ignored.
         """
-        found = ROUTES.match(request.path)
         if found is None:
             raise not_found()
         route, raw = found
         ignored = ignored_parameters(route.endpoint, request.query)
         if ignored is None:
-            return self.run(route, raw, request, fmt)
+            return self.run(route, raw, request, fmt, trace)
         try:
-            response = self.run(route, raw, request, fmt)
+            response = self.run(route, raw, request, fmt, trace)
         except ApiError as error:
             error.headers[IGNORED_PARAMETERS] = ignored
             raise
         header = (IGNORED_PARAMETERS.encode("latin-1"), ignored.encode("latin-1"))
         return response._replace(headers=(*response.headers, header))
 
-    def run(self, route: Route, raw: dict[str, str], request: Request, fmt: Format) -> Response:
+    def run(
+        self,
+        route: Route,
+        raw: dict[str, str],
+        request: Request,
+        fmt: Format,
+        trace: Trace | None = None,
+    ) -> Response:
         """Check the method, convert the path parameters and answer with the endpoint."""
         if request.method not in ALLOWED_METHODS:
             raise ApiError(
@@ -270,21 +351,31 @@ class CoursebookApp:
             # A parameter that is no id names nothing; the use case says so (404) after
             # checking credentials, so that a caller without them learns nothing.
             params = dict.fromkeys(raw)
-        return self.endpoint(route, params, request, fmt)
+        return self.endpoint(route, params, request, fmt, trace)
 
     def endpoint(
-        self, route: Route, params: dict[str, Any], request: Request, fmt: Format
+        self,
+        route: Route,
+        params: dict[str, Any],
+        request: Request,
+        fmt: Format,
+        trace: Trace | None = None,
     ) -> Response:
         """What ``route``'s endpoint answers to ``request``."""
         endpoint = route.endpoint
         match endpoint:
             case Retrieve(resource=resource):
                 body = self.service.retrieve(
-                    _credentials(request), request.base_url, resource, params["id"], request.query
+                    _credentials(request),
+                    request.base_url,
+                    resource,
+                    params["id"],
+                    request.query,
+                    trace,
                 )
             case ListOf(listing=listing):
                 body = self.service.list(
-                    _credentials(request), request.base_url, listing, request.query
+                    _credentials(request), request.base_url, listing, request.query, trace
                 )
             case Probe(database=database):
                 if database and self.drain.draining:
@@ -311,14 +402,48 @@ class CoursebookApp:
                 gc.collect()
                 gc.freeze()
                 self.drain.install()
+                if self.publisher is not None:
+                    self._publishing = asyncio.create_task(self._publish(self.publisher))
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                if self._publishing is not None:
+                    self._publishing.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await self._publishing
+                if self.publisher is not None:
+                    self.publisher.publish()
+                    self.publisher.close()
+                if self.limiter is not None:
+                    await self.limiter.close()
                 if self.suspends:
                     await greenlet_spawn(self.connections.close)
                 else:
                     self.connections.close()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+    @staticmethod
+    async def _publish(publisher: metrics.Publisher) -> None:
+        """Publish this worker's tallies every ``PUBLISH_SECONDS``, for the life of the
+        worker."""
+        while True:
+            await asyncio.sleep(PUBLISH_SECONDS)
+            publisher.publish()
+
+
+def _raw_header(scope: Scope, name: bytes) -> bytes | None:
+    """The first value of header ``name`` (lower-case, as ASGI gives names)."""
+    for key, value in scope["headers"]:
+        if key == name:
+            return bytes(value)
+    return None
+
+
+def _client_address(scope: Scope) -> str:
+    """The client's address: the peer's, or the one a trusted proxy named (uvicorn's
+    proxy headers, ``COURSEBOOK_TRUSTED_PROXIES``)."""
+    client = scope.get("client")
+    return str(client[0]) if client else "unknown"
 
 
 def _credentials(request: Request) -> Credentials:

@@ -6,7 +6,10 @@ flag, ``--help`` included, with a ``<bool>`` type that no option setting removes
 
 from __future__ import annotations
 
+import os
+import shutil
 import sys
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -705,14 +708,47 @@ def serve(
             highlight=False,
         )
         print_tokens(manifest, roles)
-    uvicorn.run(
-        "coursebook.app:create_app",
-        factory=True,
-        host=host or settings.host,
-        port=settings.port if port is None else port,
-        workers=workers or settings.workers,
-        loop="uvloop",
-        http="coursebook.protocol:LimitedHttpToolsProtocol",
-        log_level=settings.log_level,
-        access_log=False,
-    )
+    with metrics_directory():
+        uvicorn.run(
+            "coursebook.app:create_app",
+            factory=True,
+            host=host or settings.host,
+            port=settings.port if port is None else port,
+            workers=workers or settings.workers,
+            loop="uvloop",
+            http="coursebook.protocol:LimitedHttpToolsProtocol",
+            log_level=settings.log_level,
+            # coursebook writes its own access log (coursebook.access), as JSON.
+            access_log=False,
+            proxy_headers=True,
+            forwarded_allow_ips=settings.trusted_proxies,
+        )
+
+
+#: Where prometheus-client's multiprocess mode keeps each worker's values.
+MULTIPROC_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
+
+
+@contextmanager
+def metrics_directory() -> Iterator[None]:
+    """A fresh directory for the workers' metric files, named to them through
+    ``PROMETHEUS_MULTIPROC_DIR`` before any of them starts.
+
+    An operator's own directory is emptied first (the files of a previous run would add
+    to this one's counts); otherwise a temporary one is made and removed at exit.
+    """
+    given = os.environ.get(MULTIPROC_VARIABLE)
+    if given:
+        directory = Path(given)
+        directory.mkdir(parents=True, exist_ok=True)
+        for stale in directory.glob("*.db"):
+            stale.unlink()
+        yield
+        return
+    made = tempfile.mkdtemp(prefix="coursebook-metrics-")
+    os.environ[MULTIPROC_VARIABLE] = made
+    try:
+        yield
+    finally:
+        del os.environ[MULTIPROC_VARIABLE]
+        shutil.rmtree(made, ignore_errors=True)

@@ -33,6 +33,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Integer, column, select, text
 
+from coursebook.metrics import TALLY
 from coursebook.models import data_version
 from coursebook.query import Query
 
@@ -76,7 +77,10 @@ class Memo:
         try:
             value: T = self.entries[key]
         except KeyError:
+            TALLY.memo_misses += 1
             value = self.entries[key] = compute(*args)
+        else:
+            TALLY.memo_hits += 1
         return value
 
     def observe(self, version: int | None) -> None:

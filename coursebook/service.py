@@ -52,6 +52,17 @@ class Credentials(NamedTuple):
     mode: str | None = None
 
 
+class Trace:
+    """What the access log wants of a request that only its use case learns: the token
+    it was authorised by and the provider it read for (None until then)."""
+
+    __slots__ = ("provider_id", "token_id")
+
+    def __init__(self) -> None:
+        self.token_id: int | None = None
+        self.provider_id: int | None = None
+
+
 class Caller(NamedTuple):
     """An authorised request: who calls, what they may read, and how to render for them."""
 
@@ -181,10 +192,10 @@ class Service:
 
     @contextmanager
     def _caller(
-        self, credentials: Credentials, base_url: str
+        self, credentials: Credentials, base_url: str, trace: Trace | None
     ) -> Iterator[tuple[Connection, Caller]]:
         """A connection for the request (``Connections.connect``), and the authorised
-        caller."""
+        caller (noted in ``trace``)."""
         with self.connections.connect() as conn:
             if self.shared is None:
                 remembered = memo(conn)
@@ -194,7 +205,11 @@ class Service:
             else:
                 remembered = self.shared.get()
             try:
-                yield conn, authorize(conn, credentials, base_url, remembered)
+                caller = authorize(conn, credentials, base_url, remembered)
+                if trace is not None:
+                    trace.token_id = caller.principal.token_id
+                    trace.provider_id = caller.access.provider_id
+                yield conn, caller
             except ApiError as error:
                 if error.status != 401:  # authenticate confirms its own
                     # An answer drawn from remembered access (a 403, a 404 hidden from
@@ -210,11 +225,12 @@ class Service:
         resource: Resource,
         object_id: int | None,
         query: Query,
+        trace: Trace | None = None,
     ) -> dict[str, Any]:
         """One object of ``resource``; 404 when the caller cannot see it (or ``object_id``
         is None: the path named no id), 403 when it exists for them but is not theirs to
         read (an instructor's other sessions)."""
-        with self._caller(credentials, base_url) as (conn, caller):
+        with self._caller(credentials, base_url, trace) as (conn, caller):
             projection = project(caller, resource, query)
             if object_id is None:
                 raise not_found()
@@ -237,7 +253,12 @@ class Service:
 
     @_reading
     def list(
-        self, credentials: Credentials, base_url: str, listing: Listing, query: Query
+        self,
+        credentials: Credentials,
+        base_url: str,
+        listing: Listing,
+        query: Query,
+        trace: Trace | None = None,
     ) -> dict[str, Any]:
         """A page of ``listing`` under the caller's access, in its envelope.
 
@@ -247,7 +268,7 @@ class Service:
         however deep the page), and only its rows are then read whole.
         """
         resource = listing.resource
-        with self._caller(credentials, base_url) as (conn, caller):
+        with self._caller(credentials, base_url, trace) as (conn, caller):
             access = caller.access
             projection = project(caller, resource, query)
             parsed = parse_list_query(listing, query, access)

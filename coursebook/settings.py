@@ -78,3 +78,33 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return tuple(part.strip() for part in value.split(",") if part.strip())
         return value
+
+    # Rate limit, metrics and access log (docs/operations.md).
+
+    rate_limit: int = Field(default=250, ge=0)
+    """Requests a minute per caller (token; client address without a usable one), as
+    TeamUp documents; 0 turns the limit off (load tests, private deployments)."""
+
+    redis_url: str | None = None
+    """Redis the rate limit is counted in, shared by every worker of every host
+    (``redis://host:6379/0``). Without it, the workers of one machine share a local file."""
+
+    redis_timeout: float = Field(default=0.25, gt=0, le=10)
+    """Seconds to connect to Redis, and for Redis to answer; past it the request is let
+    through unchecked (fail open), and Redis is tried again a second later."""
+
+    rate_limit_prefix: str = Field(default="coursebook", pattern=r"^[A-Za-z0-9._:-]{1,64}$")
+    """Prefix of the rate-limit keys in Redis: deployments sharing one Redis keep apart."""
+
+    rate_limit_file: str = "var/rate-limit.sqlite3"
+    """The file the workers of one machine count in when there is no Redis."""
+
+    trusted_proxies: str = "127.0.0.1"
+    """Comma-separated addresses or networks (``*``: any) whose ``X-Forwarded-For`` and
+    ``X-Forwarded-Proto`` are believed; the client address is the one they name."""
+
+    access_log: bool = True
+    """One JSON line per request on the ``coursebook.access`` logger."""
+
+    metrics: bool = True
+    """Record Prometheus metrics and serve them at ``/metrics`` (not behind a token)."""

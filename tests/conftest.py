@@ -12,6 +12,7 @@ header bytes and raw request targets are only what they are on the wire.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -29,6 +30,12 @@ from tests.support import (
     in_process,
     live_server,
 )
+
+# The suite makes thousands of requests with a handful of tokens, and reads no access log
+# on standard error: tests of the rate limit and the log set their own (Settings reads
+# these variables).
+os.environ.setdefault("COURSEBOOK_RATE_LIMIT", "0")
+os.environ.setdefault("COURSEBOOK_ACCESS_LOG", "false")
 
 NO_POSTGRES = "PostgreSQL tests not run: set COURSEBOOK_TEST_DATABASE_URL to a server to run them"
 

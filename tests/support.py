@@ -16,11 +16,12 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator, MutableMapping
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import ExitStack, asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -371,18 +372,25 @@ def live_server(settings: Settings) -> Iterator[Api]:
 
 
 class Served(NamedTuple):
-    """A ``coursebook serve`` process and the base URL it answers on."""
+    """A ``coursebook serve`` process, the base URL it answers on and the file its
+    standard error goes to."""
 
     process: subprocess.Popen[bytes]
     base_url: str
+    log: Path
 
 
 @contextmanager
 def serve_process(
-    database_url: str, settings: dict[str, str] | None = None, *, workers: int = 1
+    database_url: str,
+    settings: dict[str, str] | None = None,
+    *,
+    workers: int = 1,
+    directory: Path | None = None,
 ) -> Iterator[Served]:
     """Run ``coursebook serve`` as a deployment runs it (its protocol, its workers, its
-    signal handling) on a free port, with ``settings`` as ``COURSEBOOK_*`` variables;
+    signal handling) on a free port, with ``settings`` as ``COURSEBOOK_*`` variables, in
+    ``directory`` (default: a temporary one, where its standard error is logged);
     stopped (SIGTERM, then SIGKILL) after the block unless the block stopped it."""
     port = free_port()
     env = {
@@ -394,29 +402,38 @@ def serve_process(
         **{f"COURSEBOOK_{name.upper()}": value for name, value in (settings or {}).items()},
     }
     command = [str(Path(sys.executable).with_name("coursebook")), "serve"]
-    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL)
-    base_url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"coursebook serve exited with {process.returncode}")
-            try:
-                if httpx.get(f"{base_url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                if time.monotonic() > deadline:
-                    raise
-            time.sleep(0.05)
-        yield Served(process, base_url)
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+    with ExitStack() as stack:
+        if directory is None:
+            directory = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+        log = directory / f"server-{port}.log"
+        with log.open("wb") as stderr:
+            process = subprocess.Popen(
+                command, env=env, cwd=directory, stdout=subprocess.DEVNULL, stderr=stderr
+            )
+        base_url = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + 30
+            while True:
+                if process.poll() is not None:
+                    raise RuntimeError(
+                        f"coursebook serve exited with {process.returncode}: {log.read_text()}"
+                    )
+                try:
+                    if httpx.get(f"{base_url}/healthz", timeout=1).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    if time.monotonic() > deadline:
+                        raise
+                time.sleep(0.05)
+            yield Served(process, base_url, log)
+        finally:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+                try:
+                    process.wait(30)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
 
 
 def rich_session(demo: Demo, *, big_course: bool) -> int:

@@ -14,6 +14,7 @@ PACKAGE = Path(coursebook.__file__).parent
 ORDER = [
     "__init__",
     "settings",
+    "metrics",
     "models",
     "migrate",
     "errors",
@@ -38,6 +39,8 @@ ORDER = [
     "formats",
     "openapi",
     "reference",
+    "ratelimit",
+    "accesslog",
     "hosts",
     "protocol",
     "drain",
