@@ -11,7 +11,8 @@ batches, and the checks are queries, not sets held in Python.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
@@ -19,6 +20,7 @@ import fastjsonschema
 import orjson
 from rich.progress import Progress, TaskID
 from sqlalchemy import (
+    JSON,
     BigInteger,
     Column,
     ColumnElement,
@@ -34,17 +36,17 @@ from sqlalchemy import (
     delete,
     exists,
     func,
+    insert,
     literal,
     not_,
     or_,
     select,
     text,
-    true,
     union,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from coursebook import models as m
 from coursebook.records import KINDS, USER, IdList, Invalid, Kind, dump, load, validator
@@ -232,7 +234,7 @@ class Staging:
         self.conn = conn
         self.metadata = MetaData()
         self.tables: dict[str, Table] = {}
-        self.buffers: dict[str, list[dict[str, Any]]] = {}
+        self.writers: dict[str, StageWriter] = {}
         for kind in KINDS.values():
             self._stage(kind.table)
             if kind.nested is not None:
@@ -251,23 +253,17 @@ class Staging:
             prefixes=["TEMPORARY"],
         )
         self.tables[table.name] = stage
-        self.buffers[table.name] = []
+        self.writers[table.name] = StageWriter(self.conn, stage)
 
     def of(self, table: Table) -> Table:
         return self.tables[table.name]
 
-    def add(self, table: Table, row: dict[str, Any]) -> None:
-        buffer = self.buffers[table.name]
-        buffer.append(row)
-        if len(buffer) >= BATCH:
-            self.flush(table.name)
+    def add(self, table: Table, row: dict[str, Any], line: int) -> None:
+        self.writers[table.name].add(row, line)
 
-    def flush(self, name: str | None = None) -> None:
-        for each in [name] if name else list(self.buffers):
-            rows = self.buffers[each]
-            if rows:
-                write_rows(self.conn, self.tables[each], rows)
-                rows.clear()
+    def flush(self) -> None:
+        for writer in self.writers.values():
+            writer.flush()
 
     def index(self) -> None:
         """Index the staged keys the checks join on (after loading: cheaper than during)."""
@@ -279,27 +275,58 @@ class Staging:
         self.metadata.drop_all(self.conn)
 
 
-def write_rows(conn: Connection, stage: Table, rows: list[dict[str, Any]]) -> None:
-    """Stage ``rows``: COPY on PostgreSQL, executemany elsewhere."""
-    if conn.dialect.name != "postgresql":
-        conn.execute(stage.insert(), rows)
-        return
-    from psycopg.types.json import Json
+class StageWriter:
+    """Rows bound for one staging table, written in batches straight through the
+    driver: COPY on PostgreSQL, executemany of plain tuples on SQLite. Each row becomes
+    its tuple once, each value made by its column type's bind processor, so it is
+    stored as SQLAlchemy would store it without SQLAlchemy's per-row work."""
 
-    names = [c.name for c in stage.c]
-    json_columns = {c.name for c in stage.c if c.type.__class__.__name__ == "JSON"}
-    raw = conn.connection.driver_connection
-    assert raw is not None
-    with raw.cursor() as cursor:
-        quoted = ", ".join(f'"{n}"' for n in names)
-        with cursor.copy(f"COPY {stage.name} ({quoted}) FROM STDIN") as copy:
-            for row in rows:
-                copy.write_row(
-                    [
-                        Json(row.get(n)) if n in json_columns and n in row else row.get(n)
-                        for n in names
-                    ]
-                )
+    def __init__(self, conn: Connection, stage: Table) -> None:
+        self.conn = conn
+        self.names = [c.name for c in stage.c if c.name != "line"]
+        self.rows: list[list[Any]] = []
+        quoted = ", ".join(f'"{c.name}"' for c in stage.c)
+        dialect = conn.dialect
+        self.postgresql = dialect.name == "postgresql"
+        self.processors: list[tuple[int, Callable[[Any], Any]]]
+        if self.postgresql:
+            from psycopg.types.json import Json
+
+            self.statement = f"COPY {stage.name} ({quoted}) FROM STDIN"
+            self.processors = [
+                (index, Json) for index, c in enumerate(stage.c) if isinstance(c.type, JSON)
+            ]
+        else:
+            self.statement = (
+                f"INSERT INTO {stage.name} ({quoted}) VALUES ({', '.join('?' * len(stage.c))})"
+            )
+            self.processors = [
+                (index, processor)
+                for index, c in enumerate(stage.c)
+                if (processor := c.type.dialect_impl(dialect).bind_processor(dialect))
+            ]
+
+    def add(self, row: dict[str, Any], line: int) -> None:
+        value = [row.get(name) for name in self.names]
+        for index, process in self.processors:
+            value[index] = process(value[index])
+        value.append(line)
+        self.rows.append(value)
+        if len(self.rows) >= BATCH:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.rows:
+            return
+        raw = self.conn.connection.driver_connection
+        assert raw is not None
+        if self.postgresql:
+            with raw.cursor() as cursor, cursor.copy(self.statement) as copy:
+                for value in self.rows:
+                    copy.write_row(value)
+        else:
+            raw.executemany(self.statement, self.rows)
+        self.rows.clear()
 
 
 def stage_line(staging: Staging, number: int, record: dict[str, Any]) -> Problem | None:
@@ -321,14 +348,13 @@ def stage_line(staging: Staging, number: int, record: dict[str, Any]) -> Problem
         return Problem(number, path, message)
     except Invalid as exc:
         return Problem(number, exc.path, exc.message)
-    staging.add(kind.table, {**loaded.row, "line": number})
+    staging.add(kind.table, loaded.row, number)
     if loaded.nested is not None and kind.nested is not None:
-        staging.add(kind.nested.table, {**loaded.nested, "line": number})
+        staging.add(kind.nested.table, loaded.nested, number)
     for id_list, ids in zip(kind.lists, loaded.lists, strict=True):
         for child in ids:
             staging.add(
-                id_list.table,
-                {id_list.parent: loaded.row["id"], id_list.child: child, "line": number},
+                id_list.table, {id_list.parent: loaded.row["id"], id_list.child: child}, number
             )
     return None
 
@@ -376,6 +402,7 @@ def import_records(
             staging.flush()
             staging.index()
             target = provider_of_file(conn, staging, provider_id)
+            lock(conn, staging)
             problems = check(conn, staging, target)
             if problems:
                 raise InvalidFile(problems)
@@ -563,19 +590,79 @@ def shared_users(staging: Staging, provider_id: int) -> tuple[Select[Any], Any]:
     )
 
 
-def upsert(conn: Connection, table: Table, stage: Table, keys: list[str]) -> None:
-    """Insert the staged rows into ``table``, updating those whose ``keys`` exist."""
+def upsert(conn: Connection, table: Table, stage: Table, keys: list[str], *, replica: bool) -> None:
+    """Insert the staged rows into ``table``, updating those whose ``keys`` exist: the
+    existing rows first (their triggers keep what they keep), then the new ones in key
+    order without their per-row triggers (``without_row_triggers``)."""
     columns = [c.name for c in table.c if c.name in stage.c]
     dialect_insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
-    source = (
-        select(*[stage.c[c] for c in columns]).where(true()).order_by(*[stage.c[k] for k in keys])
+    source = select(*[stage.c[c] for c in columns]).order_by(*[stage.c[k] for k in keys])
+    present = exists(
+        select(literal(1)).select_from(table).where(*[table.c[k] == stage.c[k] for k in keys])
     )
-    statement = dialect_insert(table).from_select(columns, source)
+    statement = dialect_insert(table).from_select(columns, source.where(present))
     changed = {c: statement.excluded[c] for c in columns if c not in keys}
     if changed:
         conn.execute(statement.on_conflict_do_update(index_elements=keys, set_=changed))
     else:
         conn.execute(statement.on_conflict_do_nothing(index_elements=keys))
+    with without_row_triggers(conn, table, replica=replica):
+        conn.execute(insert(table).from_select(columns, source.where(not_(present))))
+
+
+#: Tables whose inserts move a kept count (``KeptCount.child``): ``recount`` sets the
+#: counts their new rows move, so an import inserts them without the per-row triggers.
+KEPT_CHILDREN = frozenset(k.kept.child.name for k in KINDS.values() if k.kept is not None)
+
+
+@contextmanager
+def without_row_triggers(conn: Connection, table: Table, *, replica: bool) -> Iterator[None]:
+    """New rows inserted without the triggers a bulk write need not run, in this
+    transaction only. SQLite: the insert triggers of a kept count's child table are
+    dropped and made again (``recount`` does their work in one statement). PostgreSQL,
+    where the role may (``replica``): ``session_replication_role = replica`` for the
+    statement, which skips every trigger of it: the kept counts' (``recount``), the
+    foreign keys' (``check`` found every reference, and ``lock`` keeps it there) and
+    ``data_version``'s (``write`` adds to it itself)."""
+    if conn.dialect.name == "postgresql":
+        if replica:
+            conn.exec_driver_sql("SET LOCAL session_replication_role = replica")
+        yield
+        if replica:
+            conn.exec_driver_sql("SET LOCAL session_replication_role = origin")
+        return
+    triggers = []
+    if table.name in KEPT_CHILDREN:
+        found = conn.execute(
+            text("SELECT name, sql FROM sqlite_master WHERE type = 'trigger' AND tbl_name = :t"),
+            {"t": table.name},
+        )
+        triggers = [(n, sql) for n, sql in found if "AFTER INSERT ON" in " ".join(sql.split())]
+    for name, _ in triggers:
+        conn.exec_driver_sql(f'DROP TRIGGER "{name}"')
+    yield
+    for _, sql in triggers:
+        conn.exec_driver_sql(sql)
+
+
+def may_skip_triggers(conn: Connection) -> bool:
+    """Whether this PostgreSQL role may set ``session_replication_role`` (a superuser,
+    or one granted it): without it, an import runs every trigger, only slower."""
+    try:
+        with conn.begin_nested():
+            conn.exec_driver_sql("SET LOCAL session_replication_role = origin")
+    except DBAPIError:
+        return False
+    return True
+
+
+def lock(conn: Connection, staging: Staging) -> None:
+    """Keep other transactions from writing the tables an import checks and writes
+    until it ends (PostgreSQL; SQLite's ``BEGIN IMMEDIATE`` already does), so what
+    ``check`` found is still true when the rows are written. Readers are not blocked."""
+    if conn.dialect.name == "postgresql":
+        names = ", ".join(sorted(staging.tables))
+        conn.exec_driver_sql(f"LOCK TABLE {names} IN SHARE ROW EXCLUSIVE MODE")
 
 
 def write(
@@ -588,6 +675,7 @@ def write(
 ) -> None:
     """Make the database hold the checked records (and, with ``replace``, only those)."""
     kinds = list(KINDS.values())
+    replica = conn.dialect.name == "postgresql" and may_skip_triggers(conn)
     task: TaskID | None = progress.add_task("Writing", total=len(kinds)) if progress else None
     if replace:
         for kind in reversed(kinds):
@@ -602,7 +690,7 @@ def write(
             )
     for kind in kinds:
         stage = staging.of(kind.table)
-        upsert(conn, kind.table, stage, ["id"])
+        upsert(conn, kind.table, stage, ["id"], replica=replica)
         if kind.nested is not None:
             nested, key = kind.nested.table, kind.nested.key
             staged = staging.of(nested)
@@ -612,9 +700,9 @@ def write(
                     nested.c[key].not_in(select(staged.c[key]).scalar_subquery()),
                 )
             )
-            upsert(conn, nested, staged, [key])
+            upsert(conn, nested, staged, [key], replica=replica)
         for id_list in kind.lists:
-            write_links(conn, staging, id_list, stage)
+            write_links(conn, staging, id_list, stage, replica=replica)
         if progress is not None and task is not None:
             progress.advance(task)
     for kind in kinds:
@@ -630,10 +718,19 @@ def write(
                     "v": max(1, conn.scalar(select(func.coalesce(func.max(t.c.id), 0))) or 0),
                 },
             )
+        # Statements run as a replica counted nothing; one more makes every worker's
+        # memo stale when this transaction commits (``coursebook.memo``).
+        conn.execute(update(m.data_version).values(version=m.data_version.c.version + 1))
+    else:
+        # Statistics from a sample of each index, as PRAGMA optimize gathers them: a
+        # full ANALYZE reads every row just written.
+        conn.exec_driver_sql("PRAGMA analysis_limit = 1000")
     conn.execute(text("ANALYZE"))
 
 
-def write_links(conn: Connection, staging: Staging, id_list: IdList, parents: Table) -> None:
+def write_links(
+    conn: Connection, staging: Staging, id_list: IdList, parents: Table, *, replica: bool
+) -> None:
     """Make each staged parent's links exactly its record's list."""
     t = id_list.table
     links = staging.of(t)
@@ -644,7 +741,7 @@ def write_links(conn: Connection, staging: Staging, id_list: IdList, parents: Ta
         )
     )
     conn.execute(delete(t).where(parent.in_(select(parents.c.id).scalar_subquery()), not_(kept)))
-    upsert(conn, t, links, [id_list.parent, id_list.child])
+    upsert(conn, t, links, [id_list.parent, id_list.child], replica=replica)
 
 
 def recount(conn: Connection, staging: Staging, kind: Kind) -> None:
