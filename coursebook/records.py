@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
 from functools import cache
-from typing import Any
+from typing import Any, NamedTuple
 from zoneinfo import available_timezones
 
 import fastjsonschema
@@ -865,9 +865,9 @@ def _date(text: str) -> bool:
     return len(text) == 10
 
 
-@dataclass(frozen=True)
-class Loaded:
-    """One record as rows: its table's, its nested object's, and its lists' ids."""
+class Loaded(NamedTuple):
+    """One record as rows: its table's, its nested object's, and its lists' ids (a
+    tuple, not a dataclass: an import makes millions)."""
 
     row: dict[str, Any]
     nested: dict[str, Any] | None
@@ -878,8 +878,8 @@ def load(kind: Kind, record: dict[str, Any]) -> Loaded:
     """The rows of a record its schema has validated (defaults filled in); ``Invalid``
     for what the schema cannot say (a time zone, an amount, times in order)."""
     row: dict[str, Any] = {}
-    for f in kind.fields:
-        f.load(record.get(f.name), row)
+    for name, put in _loads(kind):
+        put(record.get(name), row)
     nested = None
     if kind.nested is not None and (value := record.get(kind.nested.name)) is not None:
         nested = {kind.nested.key: row["id"]}
@@ -887,7 +887,15 @@ def load(kind: Kind, record: dict[str, Any]) -> Loaded:
             f.load(value.get(f.name), nested)
     if kind.check is not None:
         kind.check(row)
+    if not kind.lists:
+        return Loaded(row, nested, ())
     return Loaded(row, nested, tuple(record.get(x.name) or [] for x in kind.lists))
+
+
+@cache
+def _loads(kind: Kind) -> tuple[tuple[str, Load], ...]:
+    """Each field's record key and load, looked up once per kind rather than per record."""
+    return tuple((f.name, f.load) for f in kind.fields)
 
 
 def dump(kind: Kind, row: Row, nested: Row | None, lists: tuple[list[int], ...]) -> dict[str, Any]:

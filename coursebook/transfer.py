@@ -764,4 +764,7 @@ def recount(conn: Connection, staging: Staging, kind: Kind) -> None:
     has_children = exists(
         select(literal(1)).select_from(child).where(child.c[kept.key] == table.c.id)
     )
-    conn.execute(update(table).where(touched, has_children).values({kept.column: counted}))
+    # Rows whose count is already right are left alone: a file's counts usually are
+    # (an export writes them), and rewriting a million rows costs PostgreSQL a copy of each.
+    differs = table.c[kept.column] != counted
+    conn.execute(update(table).where(touched, has_children, differs).values({kept.column: counted}))
