@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import tracemalloc
+import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -353,3 +354,98 @@ def test_the_example_file_in_the_docs_imports(empty: Engine) -> None:
     done = imported(empty, lines.encode())
     assert done.written and sum(done.counts.values()) == 7
     assert exported(empty, 1).count(b"\n") == 7
+
+
+# -- kept counts and triggers around a bulk write ------------------------------------------
+
+STUDIO: list[dict[str, Any]] = [
+    {"object": "provider", "id": 5, "name": "P", "slug": "p", "timezone": "Europe/Paris",
+     "currency_code": "EUR", "currency_symbol": "€", "currency_symbol_position": "after"},
+    {"object": "user", "id": 1, "email": "a@example.com", "name": "A"},
+    {"object": "customer", "id": 2, "provider": 5, "user": 1, "name": "A"},
+    {"object": "venue", "id": 6, "provider": 5, "name": "V", "address": "Online",
+     "timezone": "Europe/Paris", "venue_type": "online", "lat": 0.5, "lng": 1.5},
+    {"object": "offering_type", "id": 7, "provider": 5, "name": "Yoga",
+     "background_color": "#fff", "dropin_price": "12.5",
+     "appointment_settings": {"duration": 60, "default_venue": 6, "default_venue_rooms": []},
+     "room_rental_settings": {"duration": 60, "room_uniformity": False}},
+    {"object": "course", "id": 8, "provider": 5, "offering_type": 7},
+    *[{"object": "course_session", "id": i, "provider": 5, "course": 8, "venue": 6,
+       "starts_at": "2026-01-05T10:00:00Z", "ends_at": "2026-01-05T11:00:00Z"}
+      for i in (10, 11)],
+]  # fmt: skip
+
+
+def attendance(id: int, session: int, status: str = "registered") -> dict[str, Any]:
+    return {"object": "attendance", "id": id, "course_session": session, "customer": 2,
+            "status": status, "created_at": "2026-01-01T00:00:00Z"}  # fmt: skip
+
+
+def attending(engine: Engine) -> dict[int, int]:
+    t = m.course_sessions
+    with engine.connect() as conn:
+        return {
+            row.id: row.attending_count for row in conn.execute(select(t.c.id, t.c.attending_count))
+        }
+
+
+def write_count(engine: Engine) -> int:
+    with engine.connect() as conn:
+        return int(conn.scalar(select(m.data_version.c.version)) or 0)
+
+
+def test_new_rows_are_counted_and_the_triggers_work_after(empty: Engine) -> None:
+    before = write_count(empty)
+    imported(
+        empty, ndjson(*STUDIO, attendance(1, 10), attendance(2, 10), attendance(3, 11, "cancelled"))
+    )
+    assert attending(empty) == {10: 2, 11: 0}
+    if empty.dialect.name == "postgresql":
+        assert write_count(empty) > before, "workers' memos would not see the import"
+    # Inserted without their per-row triggers, the rows left the triggers in place.
+    with empty.begin() as conn:
+        conn.execute(m.attendances.insert().values(
+            id=4, course_session_id=11, customer_profile_id=2, status="attended",
+            created_at=datetime(2026, 1, 1, tzinfo=UTC)))  # fmt: skip
+    assert attending(empty) == {10: 2, 11: 1}
+    if empty.dialect.name == "postgresql":
+        with empty.connect() as conn:
+            assert conn.exec_driver_sql("SHOW session_replication_role").scalar() == "origin"
+
+
+def test_a_row_moved_away_from_a_session_the_file_lacks_is_uncounted_there(empty: Engine) -> None:
+    imported(empty, ndjson(*STUDIO, attendance(1, 10), attendance(2, 10)))
+    imported(empty, ndjson(attendance(2, 11)), provider_id=5)
+    assert attending(empty) == {10: 1, 11: 1}
+    imported(empty, ndjson(attendance(1, 11, "no_show"), attendance(3, 10)), provider_id=5)
+    assert attending(empty) == {10: 1, 11: 1}
+
+
+@pytest.fixture
+def plain_role(empty: Engine, backend: str) -> Iterator[Engine]:
+    """``empty``'s database through a PostgreSQL role that may read and write its tables
+    but is no superuser: it may not skip triggers."""
+    if backend != "postgresql":
+        pytest.skip("roles are PostgreSQL's")
+    role = f"coursebook_plain_{uuid.uuid4().hex[:8]}"
+    with empty.begin() as conn:
+        conn.exec_driver_sql(f"CREATE ROLE {role} LOGIN")
+        conn.exec_driver_sql(f"GRANT ALL ON ALL TABLES IN SCHEMA public TO {role}")
+        conn.exec_driver_sql(f"GRANT ALL ON ALL SEQUENCES IN SCHEMA public TO {role}")
+    engine = create_db_engine(empty.url.set(username=role).render_as_string(False))
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+        with empty.begin() as conn:
+            conn.exec_driver_sql(f"DROP OWNED BY {role}")
+            conn.exec_driver_sql(f"DROP ROLE {role}")
+
+
+def test_a_role_that_may_not_skip_triggers_imports_the_same(plain_role: Engine) -> None:
+    with plain_role.connect() as conn:
+        assert conn.exec_driver_sql("SHOW is_superuser").scalar() == "off"
+    before = write_count(plain_role)
+    imported(plain_role, ndjson(*STUDIO, attendance(1, 10), attendance(2, 11), attendance(3, 11)))
+    assert attending(plain_role) == {10: 1, 11: 2}
+    assert write_count(plain_role) > before
