@@ -7,20 +7,28 @@ import io
 import tracemalloc
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 from sqlalchemy import Engine, func, select
+from sqlalchemy.dialects.sqlite import dialect as sqlite_dialect
 
 from coursebook import models as m
 from coursebook.db import create_db_engine
 from coursebook.migrate import upgrade
 from coursebook.settings import Settings
 from coursebook.tokens import create_token
-from coursebook.transfer import InvalidFile, export, import_records, read_lines
+from coursebook.transfer import (
+    InvalidFile,
+    export,
+    faster,
+    import_records,
+    read_lines,
+    stored_instant,
+)
 from tests.support import Api, Demo, empty_database, in_process
 
 MAIN, OTHER = 1, 2
@@ -449,3 +457,14 @@ def test_a_role_that_may_not_skip_triggers_imports_the_same(plain_role: Engine) 
     imported(plain_role, ndjson(*STUDIO, attendance(1, 10), attendance(2, 11), attendance(3, 11)))
     assert attending(plain_role) == {10: 1, 11: 2}
     assert write_count(plain_role) > before
+
+
+def test_staged_instants_are_stored_as_sqlalchemy_stores_them() -> None:
+    dialect = sqlite_dialect()
+    process = m.attendances.c.created_at.type.dialect_impl(dialect).bind_processor(dialect)
+    assert process is not None and faster(process) is stored_instant
+    start = datetime(1970, 1, 1, tzinfo=UTC)
+    instants = [start + timedelta(seconds=n * 7_919_993.123457) for n in range(500)]
+    assert [stored_instant(v) for v in instants] == [process(v) for v in instants]
+    dates = m.memberships.c.start_date.type.dialect_impl(dialect).bind_processor(dialect)
+    assert dates is not None and faster(dates) is dates
