@@ -234,7 +234,10 @@ class Service:
             projection = project(caller, resource, query)
             if object_id is None:
                 raise not_found()
-            if projection.children:  # the relations are read as the object was
+            if projection.children and not caller.memo.versioned:
+                # The relations are read as the object was: in one snapshot (SQLite's
+                # request already is one); PostgreSQL's statements each read the write
+                # count instead, and a request that saw it move is read again.
                 snapshot(conn)
             access = caller.access
             remembered = caller.memo
@@ -248,7 +251,15 @@ class Service:
                 raise ApiError(
                     403, "permission_denied", "You may only read the course sessions you instruct."
                 )
-            level = load(conn, access, projection, rows, budget=self.budget, base_url=base_url)
+            level = load(
+                conn,
+                access,
+                projection,
+                rows,
+                budget=self.budget,
+                base_url=base_url,
+                memo=remembered,
+            )
             return render_one(projection, rows[0], level, caller.ctx)
 
     @_reading
@@ -330,7 +341,15 @@ class Service:
                     remembered.observe(rows[0].get(VERSION))
                 elif not counted:
                     remembered.confirm(conn)
-                level = load(conn, access, projection, rows, budget=self.budget, base_url=base_url)
+                level = load(
+                    conn,
+                    access,
+                    projection,
+                    rows,
+                    budget=self.budget,
+                    base_url=base_url,
+                    memo=remembered,
+                )
                 results = render(projection, rows, level, caller.ctx)
         return envelope(base_url, listing.path, query, page, parsed.page_size, count, results)
 
