@@ -231,14 +231,28 @@ class Connections:
         waiter = asyncio.get_running_loop().create_future()
         self._waiting.append(waiter)
         try:
-            given = await_only(asyncio.wait_for(waiter, self.wait))
-        except TimeoutError:
-            raise PoolTimeout(f"no connection free within {self.wait:g} s") from None
-        finally:
+            given: Connection | None = await_only(
+                asyncio.wait_for(asyncio.shield(waiter), self.wait)
+            )
+        except BaseException as error:
+            # Given up (the wait's bound, or the request cancelled): a connection handed
+            # over at that very moment goes to the next in line, never astray.
+            if waiter.done() and not waiter.cancelled():
+                self._give_back(waiter.result())
+            else:
+                waiter.cancel()
             if waiter in self._waiting:
                 self._waiting.remove(waiter)
-        # None: a connection was dropped, and its place is this request's to open.
-        return self.engine.connect() if given is None else given
+            if isinstance(error, TimeoutError):
+                raise PoolTimeout(f"no connection free within {self.wait:g} s") from None
+            raise
+        if given is not None:
+            return given
+        try:  # a connection was dropped, and its place is this request's to open
+            return self.engine.connect()
+        except BaseException:
+            self._give_back(None)
+            raise
 
     def _give_back(self, conn: Connection | None) -> None:
         """Return ``conn`` (None: a dropped connection's place) to the next waiter, or
