@@ -194,7 +194,9 @@ class CoursebookApp:
         #: greenlet that suspends at each round trip while the loop serves others.
         self.suspends = self.engine.dialect.is_async
         self.limiter = RateLimiter.from_settings(settings)
-        self.publisher = metrics.Publisher(self.engine) if settings.metrics else None
+        self.publisher = (
+            metrics.Publisher(self.engine, connections.pool) if settings.metrics else None
+        )
         self._publishing: asyncio.Task[None] | None = None
         if settings.access_log:
             accesslog.configure()
@@ -215,7 +217,10 @@ class CoursebookApp:
             async def send_asset(message: Message) -> None:
                 if message["type"] == "http.response.start":
                     statuses.append(message["status"])
-                    message["headers"] = [*message["headers"], (b"x-request-id", request_id)]
+                    message["headers"] = [
+                        *message["headers"],
+                        (b"x-request-id", request_id.encode("latin-1")),
+                    ]
                 await send(message)
 
             try:

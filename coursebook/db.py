@@ -211,10 +211,10 @@ class Connections:
             conn = self._reopen(conn)
         return _Kept(conn)
 
-    @property
-    def in_use(self) -> int:
-        """PostgreSQL connections lent to requests now."""
-        return self._open - len(self._free)
+    def pool(self) -> tuple[int, int] | None:
+        """PostgreSQL: how many connections a worker may open, and how many are lent to
+        requests now (None on SQLite, which keeps one per thread)."""
+        return None if self.keep else (self.size, self._open - len(self._free))
 
     def _take(self) -> Connection:
         """A free connection, a new one while fewer than ``size`` are open, or the next

@@ -45,12 +45,11 @@ from coursebook.fields import (
     ToOne,
     select_columns,
 )
-from coursebook.generated import define
 from coursebook.graph import RESOURCES
 from coursebook.memo import NO_MEMO, VERSION, WRITE_COUNT, Memo
 from coursebook.models import Id
 from coursebook.projection import Projection
-from coursebook.query import Query, QueryCache
+from coursebook.query import Query, QueryCache, row_builder
 
 PARENT = "_parent"
 KEYS: BindParameter[Any] = bindparam("keys", expanding=True)
@@ -212,22 +211,13 @@ def _row_builder(
 ) -> Callable[[Sequence[Any]], dict[str, Any]]:
     """A function from one of ``statement``'s row values to its dict, as ``Query`` makes
     for a statement's own rows."""
-    namespace: dict[str, Any] = {}
-    items = []
-    for index, column in enumerate(statement.selected_columns):
-        processor = column.type.dialect_impl(dialect).result_processor(
-            dialect, _type_code(column.type)
-        )
-        value = f"row[{index}]"
-        if processor is not None:
-            namespace[f"p{index}"] = processor
-            value = f"p{index}({value})"
-        items.append(f"{column.key!r}: {value}")
-    source = f"def make_row(row):\n    return {{{', '.join(items)}}}"
-    maker: Callable[[Sequence[Any]], dict[str, Any]] = define(
-        source, "make_row", namespace, "level row builder"
+    return row_builder(
+        [
+            (str(column.key), column.type, _type_code(column.type))
+            for column in statement.selected_columns
+        ],
+        dialect,
     )
-    return maker
 
 
 def _parent_key(relation: Relation) -> str:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from typing import Any
 
 from prometheus_client import (
@@ -105,8 +106,13 @@ def observe_request(route: str, status: int, seconds: float) -> None:
 class Publisher:
     """Moves this worker's tally and its pool's state into the Prometheus values."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(
+        self, engine: Engine, pool: Callable[[], tuple[int, int] | None] = lambda: None
+    ) -> None:
         self.engine = engine
+        #: The worker's connections: how many it may open, and how many are lent out
+        #: (None: a backend without a pool, SQLite).
+        self.pool = pool
         self._published = Tally()
         event.listen(engine, "before_cursor_execute", _statement_started)
         event.listen(engine, "after_cursor_execute", _statement_ended)
@@ -120,11 +126,10 @@ class Publisher:
         DATABASE_SECONDS.inc(now.statement_seconds - then.statement_seconds)
         for name in Tally.__slots__:
             setattr(then, name, getattr(now, name))
-        pool = self.engine.pool
-        size, checked_out = getattr(pool, "size", None), getattr(pool, "checkedout", None)
-        if callable(size) and callable(checked_out):
-            POOL.labels("size").set(size())
-            POOL.labels("checked_out").set(checked_out())
+        pool = self.pool()
+        if pool is not None:
+            POOL.labels("size").set(pool[0])
+            POOL.labels("checked_out").set(pool[1])
 
     def close(self) -> None:
         """This worker is done: its live gauges leave the sums (multiprocess mode)."""

@@ -28,7 +28,7 @@ from coursebook.db import Connections, snapshot
 from coursebook.errors import ApiError, invalid, not_found
 from coursebook.fields import PROVIDER_ID, Listing, RenderContext, Resource, select_columns
 from coursebook.listing import Query, envelope, page_number, parse_list_query
-from coursebook.loader import load
+from coursebook.loader import Loaded, load
 from coursebook.memo import VERSION, WRITE_COUNT, Memo, Shared, Stale, memo
 from coursebook.models import Id
 from coursebook.projection import Projection, compile_projection
@@ -217,6 +217,25 @@ class Service:
                     remembered.confirm(conn)
                 raise
 
+    def _load(
+        self,
+        conn: Connection,
+        caller: Caller,
+        projection: Projection,
+        rows: list[dict[str, Any]],
+        base_url: str,
+    ) -> tuple[Loaded, ...]:
+        """What ``projection`` expands below ``rows``, within the expansion budget."""
+        return load(
+            conn,
+            caller.access,
+            projection,
+            rows,
+            budget=self.budget,
+            base_url=base_url,
+            memo=caller.memo,
+        )
+
     @_reading
     def retrieve(
         self,
@@ -251,15 +270,7 @@ class Service:
                 raise ApiError(
                     403, "permission_denied", "You may only read the course sessions you instruct."
                 )
-            level = load(
-                conn,
-                access,
-                projection,
-                rows,
-                budget=self.budget,
-                base_url=base_url,
-                memo=remembered,
-            )
+            level = self._load(conn, caller, projection, rows, base_url)
             return render_one(projection, rows[0], level, caller.ctx)
 
     @_reading
@@ -341,15 +352,7 @@ class Service:
                     remembered.observe(rows[0].get(VERSION))
                 elif not counted:
                     remembered.confirm(conn)
-                level = load(
-                    conn,
-                    access,
-                    projection,
-                    rows,
-                    budget=self.budget,
-                    base_url=base_url,
-                    memo=remembered,
-                )
+                level = self._load(conn, caller, projection, rows, base_url)
                 results = render(projection, rows, level, caller.ctx)
         return envelope(base_url, listing.path, query, page, parsed.page_size, count, results)
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import Connection, create_engine, text
 
 from coursebook.settings import Settings
 from tests.support import Demo, free_port, in_process, live_server
@@ -211,6 +211,16 @@ def test_a_statement_that_cannot_finish_is_503_then_the_next_one_reads(pg: Demo)
         assert client.get(admin_session(pg), token).status_code == 200
 
 
+def wait_for_a_lock_waiter(conn: Connection, pg: Demo) -> None:
+    """Return once a backend of the service waits on a lock (within 5 s)."""
+    deadline = time.monotonic() + 5
+    while not conn.execute(
+        text(others(pg.url, "count(*)", "wait_event_type = 'Lock'"))
+    ).scalar_one():
+        assert time.monotonic() < deadline, "the request never waited on the lock"
+        time.sleep(0.05)
+
+
 @pytest.mark.postgresql
 @pytest.mark.writes
 def test_a_backend_killed_mid_request_is_read_again(pg: Demo) -> None:
@@ -225,12 +235,7 @@ def test_a_backend_killed_mid_request_is_read_again(pg: Demo) -> None:
         with locker.connect() as lock, admin.connect() as conn:
             lock.execute(text("LOCK TABLE course_sessions IN ACCESS EXCLUSIVE MODE"))
             waiting = pool.submit(client.get, admin_session(pg), token)
-            deadline = time.monotonic() + 5
-            while not conn.execute(
-                text(others(pg.url, "count(*)", "wait_event_type = 'Lock'"))
-            ).scalar_one():
-                assert time.monotonic() < deadline, "the request never waited on the lock"
-                time.sleep(0.05)
+            wait_for_a_lock_waiter(conn, pg)
             conn.execute(
                 text(others(pg.url, "pg_terminate_backend(pid)", "wait_event_type = 'Lock'"))
             )
@@ -282,12 +287,7 @@ def test_a_request_finding_every_connection_busy_is_503_within_the_pool_wait(pg:
         with locker.connect() as lock, admin.connect() as conn:
             lock.execute(text("LOCK TABLE course_sessions IN ACCESS EXCLUSIVE MODE"))
             holding = pool.submit(client.get, admin_session(pg), token)
-            deadline = time.monotonic() + 5
-            while not conn.execute(
-                text(others(pg.url, "count(*)", "wait_event_type = 'Lock'"))
-            ).scalar_one():
-                assert time.monotonic() < deadline, "the first request never waited on the lock"
-                time.sleep(0.05)
+            wait_for_a_lock_waiter(conn, pg)
             started = time.monotonic()
             response = client.get(admin_session(pg), token)
             waited = time.monotonic() - started
