@@ -124,12 +124,14 @@ def retrieve_query(
 ) -> Statement:
     """The statement reading one object of ``resource`` under ``scope``, built once;
     ``versioned``: with the write count beside it (``Memo.observe``)."""
-    count = (WRITE_COUNT.label(VERSION),) if versioned else ()
     return _retrieve_queries.get(
         (resource.name, scope.name, columns, versioned),
         lambda: (
             select_columns(resource, columns)
-            .add_columns(scope.permitted_condition(resource.name).label(PERMITTED), *count)
+            .add_columns(
+                scope.permitted_condition(resource.name).label(PERMITTED),
+                *((WRITE_COUNT.label(VERSION),) if versioned else ()),
+            )
             .where(
                 resource.table.c.id == OBJECT_ID,
                 *_own_provider(resource),
