@@ -25,6 +25,7 @@ import argparse
 import os
 import time
 from contextlib import ExitStack
+from datetime import UTC, datetime
 from pathlib import Path
 
 from bench.run import (
@@ -42,6 +43,7 @@ from bench.run import (
     worker_pids,
 )
 
+REDIS_URL = "redis://127.0.0.1:6379/0"
 #: A limit no run reaches: every request is counted, none refused.
 NEVER_REACHED = str(10**9)
 
@@ -84,14 +86,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=int, default=5, help="Length of each wrk run.")
     parser.add_argument("--rounds", type=int, default=3, help="Runs of each configuration.")
-    parser.add_argument("--redis", default="redis://127.0.0.1:6379/0", help="Redis URL.")
+    parser.add_argument("--redis", default=REDIS_URL, help="Redis URL.")
     parser.add_argument("--output", type=Path, help="Also write the report (markdown) here.")
     args = parser.parse_args()
     text = measure(args.seconds, args.rounds, args.redis)
     print(text)
     if args.output:
+        command = f"python -m bench.overhead --seconds {args.seconds} --rounds {args.rounds}"
         args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(text)
+        args.output.write_text(
+            "# What metrics, the access log and the rate limit cost\n\n"
+            f"Written by `{command}` on {datetime.now(UTC):%Y-%m-%d %H:%M} UTC; do not edit "
+            "by hand. docs/operations.md says how it measures.\n\n" + text
+        )
 
 
 def measure(seconds: int, rounds: int, redis_url: str) -> str:

@@ -868,7 +868,12 @@ def main() -> None:
     configs = [config for config in measured if config is not None]
     checks = targets(configs)
     command = "make bench" + (" (--quick)" if args.quick else "")
+    from bench import overhead  # it imports this module's helpers
+
+    log("what metrics, the access log and the rate limit cost R1 (bench/overhead.py)")
+    costs = overhead.measure(seconds, 2 if args.quick else 3, overhead.REDIS_URL)
     text = report(configs, checks, command)
+    text += "\n## What the production features cost\n\n" + costs
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(text)
     print(text)

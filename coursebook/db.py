@@ -237,8 +237,16 @@ class Connections:
         finally:
             if waiter in self._waiting:
                 self._waiting.remove(waiter)
-        # None: a connection was dropped, and its place is this request's to open.
-        return self.engine.connect() if given is None else given
+        if given is not None:
+            return given
+        # None: a connection was dropped, and its place is this request's to open. When
+        # that fails too (the server still away), the place passes on: kept, it would be
+        # lost for good, and a worker that lost all ``size`` would wait out every request.
+        try:
+            return self.engine.connect()
+        except BaseException:
+            self._give_back(None)
+            raise
 
     def _give_back(self, conn: Connection | None) -> None:
         """Return ``conn`` (None: a dropped connection's place) to the next waiter, or
