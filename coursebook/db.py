@@ -16,7 +16,7 @@ from collections import deque
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from zoneinfo import ZoneInfo
 
 import orjson
@@ -238,7 +238,7 @@ class Connections:
             if waiter in self._waiting:
                 self._waiting.remove(waiter)
         if given is not None:
-            return given
+            return cast(Connection, given)
         # None: a connection was dropped, and its place is this request's to open. When
         # that fails too (the server still away), the place passes on: kept, it would be
         # lost for good, and a worker that lost all ``size`` would wait out every request.
