@@ -194,7 +194,8 @@ class CoursebookApp:
         #: greenlet that suspends at each round trip while the loop serves others.
         self.suspends = self.engine.dialect.is_async
         self.limiter = RateLimiter.from_settings(settings)
-        self.publisher = metrics.Publisher(self.engine) if settings.metrics else None
+        kept = None if connections.keep else (lambda: (connections.opened, connections.in_use))
+        self.publisher = metrics.Publisher(self.engine, kept) if settings.metrics else None
         #: The tasks that publish the metrics and write the access log, on timers.
         self._timers: list[asyncio.Task[None]] = []
         if settings.access_log:

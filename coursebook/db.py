@@ -212,6 +212,11 @@ class Connections:
         return _Kept(conn)
 
     @property
+    def opened(self) -> int:
+        """PostgreSQL connections open now, lent or free."""
+        return self._open
+
+    @property
     def in_use(self) -> int:
         """PostgreSQL connections lent to requests now."""
         return self._open - len(self._free)

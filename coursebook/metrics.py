@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 from bisect import bisect_left
+from collections.abc import Callable
 from typing import Any
 
 from prometheus_client import (
@@ -114,8 +115,11 @@ def observe_request(route: str, status: int, seconds: float) -> None:
 class Publisher:
     """Moves this worker's tally and its pool's state into the Prometheus values."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, kept: Callable[[], tuple[int, int]] | None = None) -> None:
         self.engine = engine
+        #: Where the pool's state is when the engine's pool is not it: PostgreSQL's
+        #: connections are kept by ``db.Connections`` (open, lent), over a ``NullPool``.
+        self.kept = kept
         self._published = (0, 0, 0)
 
     def publish(self) -> None:
@@ -141,6 +145,11 @@ class Publisher:
             MEMO.labels("miss").inc(misses)
         if statements:
             DATABASE_STATEMENTS.inc(statements)
+        if self.kept is not None:
+            opened, lent = self.kept()
+            POOL.labels("size").set(opened)
+            POOL.labels("checked_out").set(lent)
+            return
         pool = self.engine.pool
         size, checked_out = getattr(pool, "size", None), getattr(pool, "checkedout", None)
         if callable(size) and callable(checked_out):
