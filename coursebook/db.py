@@ -211,10 +211,15 @@ class Connections:
             conn = self._reopen(conn)
         return _Kept(conn)
 
-    def pool(self) -> tuple[int, int] | None:
-        """PostgreSQL: how many connections a worker may open, and how many are lent to
-        requests now (None on SQLite, which keeps one per thread)."""
-        return None if self.keep else (self.size, self._open - len(self._free))
+    @property
+    def opened(self) -> int:
+        """PostgreSQL connections open now, lent or free."""
+        return self._open
+
+    @property
+    def in_use(self) -> int:
+        """PostgreSQL connections lent to requests now."""
+        return self._open - len(self._free)
 
     def _take(self) -> Connection:
         """A free connection, a new one while fewer than ``size`` are open, or the next
@@ -248,7 +253,10 @@ class Connections:
             raise
         if given is not None:
             return given
-        try:  # a connection was dropped, and its place is this request's to open
+        # None: a connection was dropped, and its place is this request's to open. When
+        # that fails too (the server still away), the place passes on: kept, it would be
+        # lost for good, and a worker that lost all ``size`` would wait out every request.
+        try:
             return self.engine.connect()
         except BaseException:
             self._give_back(None)

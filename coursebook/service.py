@@ -30,6 +30,7 @@ from coursebook.fields import PROVIDER_ID, Listing, RenderContext, Resource, sel
 from coursebook.listing import Query, envelope, page_number, parse_list_query
 from coursebook.loader import Loaded, load
 from coursebook.memo import VERSION, WRITE_COUNT, Memo, Shared, Stale, memo
+from coursebook.metrics import TALLY
 from coursebook.models import Id
 from coursebook.projection import Projection, compile_projection
 from coursebook.query import Query as Statement
@@ -307,6 +308,7 @@ class Service:
 
             def count_rows() -> int:
                 nonlocal counted
+                TALLY.statements += 1
                 total, version = conn.execute(
                     select(func.count(), WRITE_COUNT.label(VERSION))
                     .select_from(resource.scope_from)
@@ -341,6 +343,7 @@ class Service:
                     .offset(offset)
                 )
                 versioned = (WRITE_COUNT.label(VERSION),) if remembered.versioned else ()
+                TALLY.statements += 1
                 result = conn.execute(
                     select_columns(resource, projection.columns)
                     .add_columns(*versioned)
