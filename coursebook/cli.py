@@ -707,7 +707,7 @@ def mirror_command(
         try:
             done = mirror(engine, api, path, restart=restart, dry_run=dry_run, progress=bar)
         except (SourceError, MirrorError) as exc:
-            fail(f"{exc}. What was fetched is kept in {path}: run the same command to go on.")
+            fail(f"{exc}. What was fetched so far is kept in {path}; the same command goes on.")
         except transfer.InvalidFile as exc:
             for problem in exc.problems:
                 errors.print(f"[bold red]Error:[/] {problem}", highlight=False, soft_wrap=True)

@@ -13,7 +13,8 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -92,6 +93,8 @@ class Proxy:
         #: The query strings of the pages answered, in order.
         self.pages: list[str] = []
         self.hold_after: int | None = None
+        #: Answers given first, in order, before any random fault: (status, Retry-After).
+        self.script: list[tuple[int, str | None]] = []
         self.released = threading.Event()
         proxy = self
 
@@ -119,8 +122,12 @@ class Proxy:
     def answer(self, handler: BaseHTTPRequestHandler) -> None:
         with self.lock:
             roll = self.random.random()
-            fault = None
-            if roll < self.faulty:
+            fault: str | None = None
+            retry_after = self.random.choice(("0", "0", "1"))
+            if self.script:
+                status, retry_after = self.script.pop(0)
+                fault = str(status)
+            elif roll < self.faulty:
                 fault = ("429", "503", "cut")[int(roll / self.faulty * 3)]
                 self.faults[fault] += 1
             held = self.hold_after is not None and len(self.pages) >= self.hold_after
@@ -128,11 +135,13 @@ class Proxy:
             self.released.wait(60)
             fault = "cut"
         try:
-            self.reply(handler, fault)
+            self.reply(handler, fault, retry_after)
         except (BrokenPipeError, ConnectionResetError):
             pass  # the client went away (killed)
 
-    def reply(self, handler: BaseHTTPRequestHandler, fault: str | None) -> None:
+    def reply(
+        self, handler: BaseHTTPRequestHandler, fault: str | None, retry_after: str | None
+    ) -> None:
         if fault == "cut":
             handler.close_connection = True
             handler.connection.shutdown(socket.SHUT_RDWR)
@@ -142,8 +151,8 @@ class Proxy:
             handler.send_response(int(fault))
             handler.send_header("Content-Type", "application/json")
             handler.send_header("Content-Length", str(len(body)))
-            if fault == "429":
-                handler.send_header("Retry-After", self.random.choice(("0", "0", "1")))
+            if retry_after is not None:
+                handler.send_header("Retry-After", retry_after)
             handler.end_headers()
             handler.wfile.write(body)
             return
@@ -237,6 +246,27 @@ def test_a_source_answering_429_503_and_cutting_connections_still_ends_identical
     assert all(n > 0 for n in proxy.faults.values()), proxy.faults
     assert source.requests == len(proxy.pages) + sum(proxy.faults.values())
     assert exported(empty, MAIN) == reference
+
+
+def test_retry_after_is_waited_as_asked_in_seconds_or_as_a_date(
+    shared_demo: Demo, live_api: Api
+) -> None:
+    in_20_seconds = format_datetime(datetime.now(UTC) + timedelta(seconds=20), usegmt=True)
+    waits: list[float] = []
+    retry = Retry(attempts=5, base=0.01, cap=60)
+    with Proxy(live_api.base_url) as proxy:
+        proxy.script = [(429, "7"), (503, None), (429, in_20_seconds), (503, "2")]
+        token = shared_demo.manifest["tokens"]["admin"]
+        with Source(proxy.url, token, MAIN, retry=retry, sleep=waits.append) as source:
+            assert source.get("/api/v2/venue_rooms", {})["count"] > 0
+    assert waits[0] == 7 and waits[1] <= 0.02 and 15 < waits[2] <= 20 and waits[3] == 2
+    with Proxy(live_api.base_url) as proxy:
+        proxy.script = [(503, None)] * 5
+        with (
+            Source(proxy.url, "t", MAIN, retry=retry, sleep=waits.append) as source,
+            pytest.raises(SourceError, match="after 5 tries .*503 Service Unavailable: 503"),
+        ):
+            source.get("/api/v2/venue_rooms", {})
 
 
 def run_mirror(
