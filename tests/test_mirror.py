@@ -123,13 +123,15 @@ class Proxy:
         with self.lock:
             roll = self.random.random()
             fault: str | None = None
-            retry_after = self.random.choice(("0", "0", "1"))
+            retry_after: str | None = None
             if self.script:
                 status, retry_after = self.script.pop(0)
                 fault = str(status)
             elif roll < self.faulty:
                 fault = ("429", "503", "cut")[int(roll / self.faulty * 3)]
                 self.faults[fault] += 1
+                if fault == "429":
+                    retry_after = self.random.choice(("0", "0", "1"))
             held = self.hold_after is not None and len(self.pages) >= self.hold_after
         if held:  # until its client is gone: never answered
             self.released.wait(60)
