@@ -188,34 +188,51 @@ class State:
 
     def load(self) -> None:
         """Read what an earlier run kept; a last line cut short by a kill is dropped."""
-        if not self.path.exists():
-            self._write(orjson.dumps(self.header) + b"\n", mode="wb")
+        data = self.path.read_bytes() if self.path.exists() else b""
+        header = orjson.dumps(self.header) + b"\n"
+        if header.startswith(data):  # empty, or killed while writing its first line
+            self._write(header, mode="wb")
             return
-        with self.path.open("rb") as stream:
-            data = stream.read()
         kept = 0
         for number, line in enumerate(data.splitlines(keepends=True)):
             try:
                 item = orjson.loads(line) if line.endswith(b"\n") else None
             except orjson.JSONDecodeError:
                 item = None
-            if item is None:
-                break
             if number == 0:
-                if item != self.header:
+                first = self.check_is_state(item)
+                if first != self.header:
                     raise MirrorError(
                         f"{self.path} is the state of another mirror "
-                        f"({item.get('source')}, provider {item.get('provider')}): "
+                        f"({first.get('source')}, provider {first.get('provider')}): "
                         "give another --state file, or --restart to start this one afresh"
                     )
+            elif item is None:
+                break
             else:
                 self._add(item)
             kept += len(line)
-        if kept == 0:
-            self._write(orjson.dumps(self.header) + b"\n", mode="wb")
-        elif kept < len(data):
+        if kept < len(data):
             with self.path.open("r+b") as stream:
                 stream.truncate(kept)
+
+    def check_is_state(self, first: Any) -> dict[str, Any]:
+        """The header line ``first``; refuse a file that is no mirror's state (a wrong
+        ``--state``), which is never overwritten."""
+        if not isinstance(first, dict) or "mirror" not in first:
+            raise MirrorError(f"{self.path} is not a mirror's state file: give another --state")
+        return first
+
+    def forget(self) -> None:
+        """Delete the state file, if it is one, to fetch everything again."""
+        if self.path.exists():
+            with self.path.open("rb") as stream:
+                first = stream.readline()
+            try:
+                self.check_is_state(orjson.loads(first))
+            except orjson.JSONDecodeError:
+                self.check_is_state(None)
+            self.path.unlink()
 
     def _add(self, item: dict[str, Any]) -> None:
         for kind, found in item["objects"]:
@@ -423,8 +440,8 @@ def records(state: State, target: Target, provider_id: int) -> Iterator[dict[str
     next_user = target.next_user
     for instructor in instructors:
         staff, permissions = instructor.get("staff"), instructor.get("permissions")
-        if not isinstance(staff, int) or not permissions and staff in target.staff_users:
-            continue
+        if not isinstance(staff, int) or (not permissions and staff in target.staff_users):
+            continue  # customer mode's {} says nothing of a profile this database has
         user = target.staff_users.get(staff)
         if user is None:
             email = f"staff-{staff}.provider-{provider_id}@{PLACEHOLDER_DOMAIN}"
@@ -526,25 +543,28 @@ def mirror(
     """Fetch what the state file lacks, then write the provider's records in one
     transaction; the state file goes once they are written (a dry run keeps it)."""
     provider_id = source.provider_id
-    if restart:
-        state_path.unlink(missing_ok=True)
     state = State(state_path, shown_source(source.base_url), provider_id)
+    if restart:
+        state.forget()
     state.load()
     pages = fetch(source, state, progress)
     with engine.connect() as conn:
         target = read_target(conn, provider_id)
-    made = list(records(state, target, provider_id))
+    new: dict[str, int] = {}
+
+    def counted() -> Iterator[dict[str, Any]]:
+        for record in records(state, target, provider_id):
+            if record["id"] not in target.ids.get(record["object"], frozenset()):
+                new[record["object"]] = new.get(record["object"], 0) + 1
+            yield record
+
     done = import_records(
         engine,
-        made,
+        counted(),
         provider_id=provider_id if target.provider_exists else None,
         dry_run=dry_run,
         progress=progress,
     )
-    new: dict[str, int] = {}
-    for record in made:
-        if record["id"] not in target.ids.get(record["object"], frozenset()):
-            new[record["object"]] = new.get(record["object"], 0) + 1
     if not dry_run:
         state_path.unlink(missing_ok=True)
     return Mirrored(done.provider_id, done.counts, new, done.written, pages)

@@ -36,8 +36,10 @@ class Retry:
     attempts: int = 8
     #: The first backoff's ceiling, in seconds; each try doubles it.
     base: float = 0.5
-    #: The longest wait between two tries, ``Retry-After`` included.
+    #: The longest backoff between two tries.
     cap: float = 30.0
+    #: The longest a ``Retry-After`` is waited: a source asking for more is asked again then.
+    longest_asked: float = 300.0
 
     def backoff(self, attempt: int) -> float:
         """Seconds to wait after failed try number ``attempt`` (from 1): full jitter."""
@@ -135,9 +137,13 @@ class Source:
                     raise SourceError(f"{shown} refused the request: {refusal(response)}")
                 reason = refusal(response)
                 asked = retry_after(response.headers.get("Retry-After"))
-                wait = self.retry.backoff(attempt) if asked is None else asked
+                wait = (
+                    self.retry.backoff(attempt)
+                    if asked is None
+                    else min(asked, self.retry.longest_asked)
+                )
             if attempt < self.retry.attempts:
-                self.sleep(min(self.retry.cap, wait))
+                self.sleep(wait)
         raise SourceError(
             f"{shown} did not answer after {self.retry.attempts} tries (last: {reason})"
         )

@@ -382,6 +382,16 @@ def test_the_state_file_never_holds_the_token_and_belongs_to_one_mirror(
     with source_of(live_api.base_url, shared_demo) as source:
         cut = mirror(empty, source, state, dry_run=True)
     assert source.requests == 1 and cut.counts == done.counts
+    # A file that is no state is refused and left as it is, --restart or not.
+    other_file = tmp_path / "notes.txt"
+    other_file.write_bytes(b"my notes\n")
+    for restart in (False, True):
+        with (
+            source_of(live_api.base_url, shared_demo) as source,
+            pytest.raises(MirrorError, match="not a mirror's state file"),
+        ):
+            mirror(empty, source, other_file, restart=restart)
+    assert other_file.read_bytes() == b"my notes\n"
     # Another source's state is refused, not mixed in.
     with (
         Source(live_api.base_url + "/", "t", 2) as other,
