@@ -122,7 +122,6 @@ def _offering_type(ot: dict[str, Any]) -> Iterator[Found]:
             "image": _id(ot.get("image")),
             "instructors": [_id(i) for i in ot.get("instructors") or ()],
             "memberships": [_id(x) for x in ot.get("memberships") or ()],
-            "registration_timelines": None,
         },
     )
 
