@@ -7,7 +7,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test lint bench docs browser clean
+.PHONY: run test lint bench soak docs browser clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "coursebook needs Python 3.11 or newer: set PYTHON=python3.11")'
@@ -31,6 +31,12 @@ test: lint
 # one-minute SQLite run (`POSTGRES=1` adds PostgreSQL's); `PROFILE=1` saves R1/R2 profiles.
 bench: $(STAMP)
 	$(BIN)/python -m bench.run $(if $(QUICK),--quick) $(if $(PROFILE),--profile) $(if $(POSTGRES),--postgres)
+
+# `make soak`: 2 workers on PostgreSQL and Redis at 64 connections for 60 s, PostgreSQL
+# restarted (pg_ctlcluster: the machine's cluster) and Redis stopped meanwhile; writes
+# docs/soak.md and fails when a bound is not met.
+soak: $(STAMP)
+	$(BIN)/python -m bench.soak
 
 # The Chromium tests/test_docs_page.py drives (skipped without one): Debian's package,
 # or Playwright's own build where there is no apt-get.

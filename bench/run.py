@@ -373,14 +373,16 @@ def run_wrk(
     output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
     latency = {q: float(v) * _UNIT[u] for q, v, u in _LATENCY.findall(output)}
     rps = re.search(r"Requests/sec:\s+([\d.]+)", output)
+    requests = re.search(r"(\d+) requests in", output)
     errors = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", output)
     socket_errors = re.search(
         r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output
     )
-    if rps is None or "50" not in latency:
+    if rps is None or requests is None or "50" not in latency:
         sys.exit(f"bench: could not read wrk's output:\n{output}")
     return {
         "rps": float(rps.group(1)),
+        "requests": float(requests.group(1)),
         "p50": latency["50"],
         "p99": latency["99"],
         "errors": float(errors.group(1) if errors else 0)
@@ -936,14 +938,18 @@ def main() -> None:
     checks = targets(configs)
     moved: list[str] = []
     if not args.quick:
-        # Imported here: bench.transfer builds on this module's datasets.
-        from bench import transfer
+        from bench import transfer  # it imports this module's helpers
 
         steps = transfer.measure("large")
         moved = transfer.section("large", steps)
         checks += transfer.targets("large", steps)
     command = "make bench" + (" (--quick)" if args.quick else "")
+    from bench import overhead  # it imports this module's helpers
+
+    log("what metrics, the access log and the rate limit cost R1 (bench/overhead.py)")
+    costs = overhead.measure(seconds, 2 if args.quick else 3, overhead.REDIS_URL)
     text = report(configs, checks, command, moved)
+    text += "\n## What the production features cost\n\n" + costs
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(text)
     print(text)

@@ -194,8 +194,10 @@ class CoursebookApp:
         #: greenlet that suspends at each round trip while the loop serves others.
         self.suspends = self.engine.dialect.is_async
         self.limiter = RateLimiter.from_settings(settings)
-        self.publisher = metrics.Publisher(self.engine) if settings.metrics else None
-        self._publishing: asyncio.Task[None] | None = None
+        kept = None if connections.keep else (lambda: (connections.opened, connections.in_use))
+        self.publisher = metrics.Publisher(self.engine, kept) if settings.metrics else None
+        #: The tasks that publish the metrics and write the access log, on timers.
+        self._timers: list[asyncio.Task[None]] = []
         if settings.access_log:
             accesslog.configure()
 
@@ -215,7 +217,10 @@ class CoursebookApp:
             async def send_asset(message: Message) -> None:
                 if message["type"] == "http.response.start":
                     statuses.append(message["status"])
-                    message["headers"] = [*message["headers"], (b"x-request-id", request_id)]
+                    message["headers"] = [
+                        *message["headers"],
+                        (b"x-request-id", request_id.encode("latin-1")),
+                    ]
                 await send(message)
 
             try:
@@ -299,9 +304,10 @@ class CoursebookApp:
             token_id, provider_id = (
                 (None, None) if trace is None else (trace.token_id, trace.provider_id)
             )
-            accesslog.log_request(
+            if accesslog.log_request(
                 scope["method"], route, status, seconds, request_id, token_id, provider_id
-            )
+            ):
+                accesslog.flush()
 
     def handle(
         self,
@@ -403,16 +409,23 @@ class CoursebookApp:
                 gc.freeze()
                 self.drain.install()
                 if self.publisher is not None:
-                    self._publishing = asyncio.create_task(self._publish(self.publisher))
+                    self._timers.append(
+                        asyncio.create_task(_every(PUBLISH_SECONDS, self.publisher.publish))
+                    )
+                if self.settings.access_log:
+                    self._timers.append(
+                        asyncio.create_task(_every(accesslog.FLUSH_SECONDS, accesslog.flush))
+                    )
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
-                if self._publishing is not None:
-                    self._publishing.cancel()
+                for timer in self._timers:
+                    timer.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
-                        await self._publishing
+                        await timer
                 if self.publisher is not None:
                     self.publisher.publish()
                     self.publisher.close()
+                accesslog.flush()
                 if self.limiter is not None:
                     await self.limiter.close()
                 if self.suspends:
@@ -422,13 +435,12 @@ class CoursebookApp:
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
-    @staticmethod
-    async def _publish(publisher: metrics.Publisher) -> None:
-        """Publish this worker's tallies every ``PUBLISH_SECONDS``, for the life of the
-        worker."""
-        while True:
-            await asyncio.sleep(PUBLISH_SECONDS)
-            publisher.publish()
+
+async def _every(seconds: float, work: Callable[[], None]) -> None:
+    """Do ``work`` every ``seconds``, for the life of the worker (until cancelled)."""
+    while True:
+        await asyncio.sleep(seconds)
+        work()
 
 
 def _raw_header(scope: Scope, name: bytes) -> bytes | None:

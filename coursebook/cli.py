@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
+from urllib.parse import urlsplit
 
 import typer
 import uvicorn
@@ -39,8 +40,10 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from coursebook import accounts, demo, migrate, transfer
 from coursebook.db import create_db_engine
+from coursebook.mirror import MirrorError, mirror, shown_source
 from coursebook.models import PERMISSION_NAMES, api_tokens, providers, users
 from coursebook.settings import Settings
+from coursebook.source import Retry, Source, SourceError
 from coursebook.tokens import create_token, token_states
 
 #: Where ``serve --demo`` keeps the demo manifest (it holds live tokens: mode 0600).
@@ -627,6 +630,105 @@ def import_command(
     verb = "Checked" if dry_run else "Imported"
     if not quiet:
         console.print(f"{verb} {total} records of provider {done.provider_id}.")
+
+
+def source_url(value: str) -> str:
+    """Refuse a source that is not an http(s) URL, or one that carries credentials."""
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise typer.BadParameter(
+            "must be an http:// or https:// URL, such as https://api.example.com."
+        )
+    if parts.username or parts.password:
+        raise typer.BadParameter("must not hold a user or password: give the token with --token.")
+    return value
+
+
+@app.command("mirror")
+def mirror_command(
+    source: Annotated[
+        str,
+        typer.Option(
+            "--from",
+            metavar="URL",
+            show_default=False,
+            callback=source_url,
+            help="The API to copy from: TeamUp itself or another coursebook.",
+        ),
+    ],
+    token: Annotated[
+        str,
+        typer.Option(
+            metavar="TOKEN",
+            show_default=False,
+            envvar="COURSEBOOK_MIRROR_TOKEN",
+            show_envvar=False,
+            help="A token of the source that reads all of the provider's data (an admin's); "
+            "or set COURSEBOOK_MIRROR_TOKEN. It is never written anywhere.",
+        ),
+    ],
+    provider_id: Annotated[int, id_option("The provider to copy (the same id here).")],
+    state: Annotated[
+        Path | None,
+        typer.Option(
+            metavar="FILE",
+            show_default=False,
+            help="Where the pages fetched so far are kept, so that an interrupted mirror "
+            "goes on where it stopped (default: var/mirror-provider-ID.ndjson).",
+        ),
+    ] = None,
+    restart: Annotated[
+        bool, typer.Option("--restart", help="Forget the pages fetched so far; fetch all again.")
+    ] = False,
+    retries: Annotated[
+        int,
+        typer.Option(
+            metavar="N",
+            callback=at_least_one,
+            help="Tries of one request (a 429, a 5xx or a network error is tried again, "
+            "waiting longer each time) before the mirror stops.",
+        ),
+    ] = Retry().attempts,
+    dry_run: Annotated[
+        bool,
+        typer.Option("--dry-run", help="Fetch and check; write nothing, say what would change."),
+    ] = False,
+    quiet: QuietOption = False,
+) -> None:
+    """Copy a provider from a live TeamUp-compatible API into this database (docs/data.md)."""
+    settings = load_settings()
+    path = state or Path(f"var/mirror-provider-{provider_id}.ndjson")
+    with (
+        database(settings) as engine,
+        Source(source, token, provider_id, retry=Retry(attempts=retries)) as api,
+        progress_bar(quiet) as bar,
+    ):
+        migrate.upgrade(settings.database_url)
+        try:
+            done = mirror(engine, api, path, restart=restart, dry_run=dry_run, progress=bar)
+        except (SourceError, MirrorError) as exc:
+            fail(f"{exc}. What was fetched so far is kept in {path}; the same command goes on.")
+        except transfer.InvalidFile as exc:
+            for problem in exc.problems:
+                errors.print(f"[bold red]Error:[/] {problem}", highlight=False, soft_wrap=True)
+            fail(f"the source's data was refused: nothing was written ({path} keeps it).")
+    if quiet:
+        return
+    for kind, count in done.counts.items():
+        console.print(f"  {kind}: {count} ({done.new.get(kind, 0)} new)", highlight=False)
+    total = sum(done.counts.values())
+    if dry_run:
+        console.print(
+            f"Would write {total} records of provider {done.provider_id}, "
+            f"{sum(done.new.values())} of them new; nothing was written.",
+            highlight=False,
+        )
+    else:
+        console.print(
+            f"Mirrored {total} records of provider {done.provider_id} "
+            f"({sum(done.new.values())} new) from {shown_source(source)}.",
+            highlight=False,
+        )
 
 
 @app.command("serve")

@@ -212,6 +212,11 @@ class Connections:
         return _Kept(conn)
 
     @property
+    def opened(self) -> int:
+        """PostgreSQL connections open now, lent or free."""
+        return self._open
+
+    @property
     def in_use(self) -> int:
         """PostgreSQL connections lent to requests now."""
         return self._open - len(self._free)
@@ -231,14 +236,31 @@ class Connections:
         waiter = asyncio.get_running_loop().create_future()
         self._waiting.append(waiter)
         try:
-            given = await_only(asyncio.wait_for(waiter, self.wait))
-        except TimeoutError:
-            raise PoolTimeout(f"no connection free within {self.wait:g} s") from None
-        finally:
+            given: Connection | None = await_only(
+                asyncio.wait_for(asyncio.shield(waiter), self.wait)
+            )
+        except BaseException as error:
+            # Given up (the wait's bound, or the request cancelled): a connection handed
+            # over at that very moment goes to the next in line, never astray.
+            if waiter.done() and not waiter.cancelled():
+                self._give_back(waiter.result())
+            else:
+                waiter.cancel()
             if waiter in self._waiting:
                 self._waiting.remove(waiter)
-        # None: a connection was dropped, and its place is this request's to open.
-        return self.engine.connect() if given is None else given
+            if isinstance(error, TimeoutError):
+                raise PoolTimeout(f"no connection free within {self.wait:g} s") from None
+            raise
+        if given is not None:
+            return given
+        # None: a connection was dropped, and its place is this request's to open. When
+        # that fails too (the server still away), the place passes on: kept, it would be
+        # lost for good, and a worker that lost all ``size`` would wait out every request.
+        try:
+            return self.engine.connect()
+        except BaseException:
+            self._give_back(None)
+            raise
 
     def _give_back(self, conn: Connection | None) -> None:
         """Return ``conn`` (None: a dropped connection's place) to the next waiter, or

@@ -1,4 +1,5 @@
-"""Batched loading: one SELECT per expanded relation and level, however many rows.
+"""Batched loading: one SELECT per expanded relation and level, however many rows (on
+PostgreSQL, one SELECT per level: every relation of the level in one round trip).
 
 The loader receives a compiled ``Projection`` and the request's ``Access`` decision;
 it never reads the request. Every object a response will render is counted against
@@ -12,10 +13,24 @@ rebuilds nor re-keys them on the hot path.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
-from sqlalchemy import BindParameter, Connection, Integer, Select, bindparam
+from sqlalchemy import (
+    BindParameter,
+    ColumnElement,
+    Connection,
+    Integer,
+    Select,
+    any_,
+    bindparam,
+    select,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.engine import Dialect
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.types import Float, NullType, Numeric, TypeEngine
 
 from coursebook.access import Access, Scope
 from coursebook.errors import ApiError
@@ -31,8 +46,10 @@ from coursebook.fields import (
     select_columns,
 )
 from coursebook.graph import RESOURCES
+from coursebook.memo import NO_MEMO, VERSION, WRITE_COUNT, Memo
+from coursebook.models import Id
 from coursebook.projection import Projection
-from coursebook.query import Query, QueryCache
+from coursebook.query import Query, QueryCache, row_builder
 
 PARENT = "_parent"
 KEYS: BindParameter[Any] = bindparam("keys", expanding=True)
@@ -53,7 +70,16 @@ def relation_query(relation: Relation, scope: Scope, columns: frozenset[str]) ->
     )
 
 
-def _relation_statement(relation: Relation, scope: Scope, columns: frozenset[str]) -> Select[Any]:
+def _relation_statement(
+    relation: Relation,
+    scope: Scope,
+    columns: frozenset[str],
+    keys: Callable[[ColumnElement[Any]], ColumnElement[bool]] = lambda column: column.in_(KEYS),
+    limit: BindParameter[Any] = LIMIT,
+) -> Select[Any]:
+    """``relation``'s targets under ``scope``: ``columns`` of them, the ones whose key
+    ``keys`` accepts (``IN`` the expanding ``keys`` parameter), at most ``limit`` rows
+    for a to-many relation."""
     target = RESOURCES[relation.target]
     table = target.table
     match relation:
@@ -68,17 +94,130 @@ def _relation_statement(relation: Relation, scope: Scope, columns: frozenset[str
         statement = statement.where(target.provider_column == PROVIDER_ID)
     match relation:
         case ToOne():
-            return statement.where(table.c.id.in_(KEYS))
+            return statement.where(keys(table.c.id))
         case Many(link=Through(link, parent, child)):
             return (
                 statement.add_columns(link.c[parent].label(PARENT))
                 .join(link, link.c[child] == table.c.id)
-                .where(link.c[parent].in_(KEYS))
-                .limit(LIMIT)
+                .where(keys(link.c[parent]))
+                .limit(limit)
             )
         case Many(link=ForeignKey(column)):
-            return statement.where(table.c[column].in_(KEYS)).limit(LIMIT)
+            return statement.where(keys(table.c[column])).limit(limit)
     raise TypeError(f"{relation.name}: not a relation the loader knows")
+
+
+class _Fetch(NamedTuple):
+    """One relation's targets to read for a level: their keys, and a row limit for a
+    to-many relation."""
+
+    relation: Relation
+    child: Projection
+    keys: list[Any]
+    limit: int | None
+
+
+class RowsOf(ColumnElement[Any]):
+    """A statement's rows as one array of row values (PostgreSQL's
+    ``ARRAY(SELECT t FROM (...) AS t)``), each row typed as its columns are."""
+
+    type = NullType()
+    inherit_cache = False
+
+    def __init__(self, statement: Select[Any]) -> None:
+        self.statement = statement
+
+
+@compiles(RowsOf, "postgresql")
+def _rows_of(element: RowsOf, compiler: SQLCompiler, **kw: Any) -> str:
+    inner = compiler.process(element.statement, asfrom=True, **_inner(kw))
+    return f"ARRAY(SELECT t FROM ({inner}) AS t)"
+
+
+def _inner(kw: dict[str, Any]) -> dict[str, Any]:
+    """The compiler's keywords, without those that describe the enclosing column."""
+    outer = ("within_columns_clause", "add_to_result_map", "within_label_clause")
+    return {key: value for key, value in kw.items() if key not in outer}
+
+
+class LevelQuery(NamedTuple):
+    """PostgreSQL: one statement reading every relation of a level, and for each of
+    them the function turning one of its row values into a row dict."""
+
+    query: Query
+    rows: tuple[Callable[[Sequence[Any]], dict[str, Any]], ...]
+
+
+_levels: dict[tuple[Any, ...], LevelQuery] = {}
+
+
+def _any_of(name: str) -> Callable[[ColumnElement[Any]], ColumnElement[bool]]:
+    """A key condition taking its keys as one array parameter, ``name``: ``= ANY(...)``."""
+    keys = bindparam(name, type_=ARRAY(Id))
+
+    def condition(column: ColumnElement[Any]) -> ColumnElement[bool]:
+        return column == any_(keys)
+
+    return condition
+
+
+def level_query(fetches: Sequence[_Fetch], scope: Scope, dialect: Dialect) -> LevelQuery:
+    """The statement reading ``fetches`` in one round trip (cached by their relations,
+    columns and scope): each relation's rows as one array column (``RowsOf``), its
+    keys bound as one array (one SQL text whatever their number), and the write count
+    beside them (``Memo.observe``)."""
+    key = (scope.name, tuple((id(f.relation), f.child.columns) for f in fetches))
+    found = _levels.get(key)
+    if found is not None:
+        return found
+    branches = [
+        _relation_statement(
+            f.relation,
+            scope,
+            f.child.columns,
+            keys=_any_of(f"keys_{n}"),
+            limit=bindparam(f"limit_{n}", type_=Integer),
+        )
+        for n, f in enumerate(fetches)
+    ]
+    statement = select(
+        *[RowsOf(branch).label(f"rows_{n}") for n, branch in enumerate(branches)],
+        WRITE_COUNT.label(VERSION),
+    )
+    found = LevelQuery(Query(statement), tuple(_row_builder(b, dialect) for b in branches))
+    if len(_levels) >= 1024:
+        _levels.clear()
+    _levels[key] = found
+    return found
+
+
+def _type_code(column_type: TypeEngine[Any]) -> int | None:
+    """The PostgreSQL type a column of ``column_type`` has, where its result processor
+    asks (numbers: the driver gives ``float`` or ``Decimal`` by type); a row value does
+    not describe its fields as a statement's result does."""
+    if isinstance(column_type, Float):
+        return FLOAT8
+    if isinstance(column_type, Numeric):
+        return NUMERIC
+    return None
+
+
+#: PostgreSQL's type codes of ``double precision`` and ``numeric``.
+FLOAT8, NUMERIC = 701, 1700
+
+
+def _row_builder(
+    statement: Select[Any], dialect: Dialect
+) -> Callable[[Sequence[Any]], dict[str, Any]]:
+    """A function from one of ``statement``'s row values to its dict, as ``Query`` makes
+    for a statement's own rows."""
+    return row_builder(
+        [
+            (str(column.key), column.type, _type_code(column.type))
+            for column in statement.selected_columns
+        ],
+        dialect,
+    )
 
 
 def _parent_key(relation: Relation) -> str:
@@ -117,15 +256,20 @@ def load(
     *,
     budget: int,
     base_url: str,
+    memo: Memo = NO_MEMO,
 ) -> tuple[Loaded, ...]:
     """Every relation ``projection`` expands below its own ``rows``, level by level.
 
-    The rows themselves count against the budget (one object each), then every object
-    loaded below them, as many times as it will be rendered.
+    The rows are read first, a level at a time (``_Loader.read``): on SQLite one
+    statement per relation, on PostgreSQL one per level (``level_query``), which also
+    shows ``memo`` the write count it read. Then they are put together, relation by
+    relation: the rows themselves count against the budget (one object each), then every
+    object loaded below them, as many times as it will be rendered.
     """
     if not projection.children and len(rows) <= budget:
         return ()
-    loader = _Loader(conn, access, budget, base_url)
+    loader = _Loader(conn, access, budget, base_url, memo)
+    loader.read(projection, rows)
     loader.spend(len(rows), projection.resource.name)
     return loader.level(projection, rows, {row["id"]: 1 for row in rows})
 
@@ -133,19 +277,82 @@ def load(
 class _Loader:
     """The state of one request's loading: where, for whom, and the budget spent."""
 
-    __slots__ = ("access", "base_url", "budget", "conn", "rendered")
+    __slots__ = ("access", "base_url", "budget", "conn", "memo", "read_rows", "rendered")
 
-    def __init__(self, conn: Connection, access: Access, budget: int, base_url: str) -> None:
+    def __init__(
+        self, conn: Connection, access: Access, budget: int, base_url: str, memo: Memo
+    ) -> None:
         self.conn = conn
         self.access = access
         self.budget = budget
         self.base_url = base_url
+        self.memo = memo
         self.rendered = 0
+        #: The rows read for each relation of the projection, by its dotted path.
+        self.read_rows: dict[str, list[dict[str, Any]]] = {}
+
+    def read(self, projection: Projection, rows: Sequence[Row]) -> None:
+        """Read the rows of every relation below ``rows``, a level at a time.
+
+        A to-many relation reads at most one row more than the budget has room for
+        after ``rows`` themselves: enough to tell that a response would be too large.
+        """
+        room = max(self.budget - len(rows), 0) + 1
+        frontier: list[tuple[str, Projection, Sequence[Row]]] = [("", projection, rows)]
+        while frontier:
+            wanted: list[tuple[str, _Fetch]] = []
+            for path, parent, parent_rows in frontier:
+                for relation, child in parent.children:
+                    if isinstance(relation, ToOne):
+                        key = relation.key
+                        keys = {row[key] for row in parent_rows if row[key] is not None}
+                        fetch = _Fetch(relation, child, sorted(keys), None)
+                    else:
+                        ids = {row["id"] for row in parent_rows}
+                        fetch = _Fetch(relation, child, sorted(ids), room)
+                    wanted.append((f"{path}{relation.name}", fetch))
+            frontier = []
+            for (path, fetch), loaded in zip(
+                wanted, self._read_level([f for _, f in wanted]), strict=True
+            ):
+                self.read_rows[path] = loaded
+                if fetch.child.children:
+                    if not isinstance(fetch.relation, ToOne):  # each target once
+                        loaded = list({row["id"]: row for row in reversed(loaded)}.values())
+                    frontier.append((path + ".", fetch.child, loaded))
+
+    def _read_level(self, fetches: list[_Fetch]) -> list[list[dict[str, Any]]]:
+        """The rows of each of ``fetches`` (none for one without keys)."""
+        read: list[list[dict[str, Any]]] = [[] for _ in fetches]
+        live = [(n, fetch) for n, fetch in enumerate(fetches) if fetch.keys]
+        if not live:
+            return read
+        scope = self.access.scope
+        if self.conn.dialect.name != "postgresql":
+            for n, fetch in live:
+                params: dict[str, Any] = {**self.access.params, KEYS.key: fetch.keys}
+                if fetch.limit is not None:
+                    params[LIMIT.key] = fetch.limit
+                query = relation_query(fetch.relation, scope, fetch.child.columns)
+                read[n] = query.rows(self.conn, params)
+            return read
+        level = level_query([fetch for _, fetch in live], scope, self.conn.dialect)
+        params = dict(self.access.params)
+        for m, (_, fetch) in enumerate(live):
+            params[f"keys_{m}"] = fetch.keys
+            if fetch.limit is not None:
+                params[f"limit_{m}"] = fetch.limit
+        (row,) = level.query.rows(self.conn, params)
+        self.memo.observe(row[VERSION])
+        for m, (n, _) in enumerate(live):
+            make_row = level.rows[m]
+            read[n] = [make_row(value) for value in row[f"rows_{m}"]]
+        return read
 
     def level(
         self, projection: Projection, rows: Sequence[Row], counts: dict[Any, int], path: str = ""
     ) -> tuple[Loaded, ...]:
-        """Load every relation ``projection`` expands below ``rows``.
+        """Put together every relation ``projection`` expands below ``rows``.
 
         ``counts`` says how many times each row (by id) is rendered, so that the budget
         counts objects in the response, not rows in the database.
@@ -175,17 +382,6 @@ class _Loader:
                 },
             )
 
-    def _fetch(
-        self, relation: Relation, child: Projection, keys: set[Any], limit: int | None
-    ) -> list[dict[str, Any]]:
-        if not keys:
-            return []
-        params: dict[str, Any] = {**self.access.params, KEYS.key: sorted(keys)}
-        if limit is not None:
-            params[LIMIT.key] = limit
-        query = relation_query(relation, self.access.scope, child.columns)
-        return query.rows(self.conn, params)
-
     def _relation(
         self,
         relation: Relation,
@@ -197,8 +393,7 @@ class _Loader:
         child_counts: dict[Any, int] = defaultdict(int)
         if isinstance(relation, ToOne):
             key = relation.key
-            keys = {row[key] for row in rows if row[key] is not None}
-            loaded = self._fetch(relation, child, keys, None)
+            loaded = self.read_rows[path]
             by_id = {row["id"]: row for row in loaded}
             for row in rows:
                 if row[key] in by_id:
@@ -207,9 +402,7 @@ class _Loader:
             return Loaded(by_id, self.level(child, loaded, child_counts, path + "."))
 
         parent_key = _PARENT_KEYS[id(relation)]
-        # Never fetch more rows than the budget could still render.
-        remaining = max(self.budget - self.rendered, 0)
-        loaded = self._fetch(relation, child, {row["id"] for row in rows}, remaining + 1)
+        loaded = self.read_rows[path]
         by_parent: dict[Any, list[Row]] = defaultdict(list)
         unique: dict[Any, Row] = {}
         for row in loaded:

@@ -22,11 +22,13 @@ from typing import Any, cast
 
 from sqlalchemy import CompoundSelect, Connection, Select, TextualSelect
 from sqlalchemy.engine import Dialect
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, StatementError
 from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.types import TypeEngine
 from sqlalchemy.util import await_only
 
 from coursebook.generated import define
+from coursebook.metrics import TALLY
 
 #: Where a DBAPI argument comes from: a constant of the statement (already
 #: processed), a caller's parameter, one item of a caller's list (``IN``), or, for
@@ -149,23 +151,17 @@ class Query:
     def _row_maker(
         self, dialect: Dialect, description: Any
     ) -> Callable[[Sequence[Any]], dict[str, Any]]:
-        """A function from a DBAPI row to its dict: one dict display, processors inline."""
-        namespace: dict[str, Any] = {}
-        items = []
-        for index, (column, described) in enumerate(
-            zip(self.statement.selected_columns, description, strict=True)
-        ):
-            processor = column.type.dialect_impl(dialect).result_processor(dialect, described[1])
-            value = f"row[{index}]"
-            if processor is not None:
-                namespace[f"p{index}"] = processor
-                value = f"p{index}({value})"
-            items.append(f"{str(described[0])!r}: {value}")
-        source = f"def make_row(row):\n    return {{{', '.join(items)}}}"
-        maker: Callable[[Sequence[Any]], dict[str, Any]] = define(
-            source, "make_row", namespace, "row builder"
+        """A function from a DBAPI row to its dict (``row_builder``), as the driver
+        described the result: labels and type codes."""
+        return row_builder(
+            [
+                (str(described[0]), column.type, described[1])
+                for column, described in zip(
+                    self.statement.selected_columns, description, strict=True
+                )
+            ],
+            dialect,
         )
-        return maker
 
     def rows(self, conn: Connection, params: Mapping[str, Any]) -> list[dict[str, Any]]:
         """Every row for ``params``, as dicts keyed by column label."""
@@ -174,6 +170,9 @@ class Query:
         sql, arguments = self._arguments(dialect, prepared, params)
         dbapi_connection = conn.connection.dbapi_connection
         assert dbapi_connection is not None
+        # Counted here rather than by an engine event: with a listener, every statement
+        # pays for SQLAlchemy's dispatch of two events, several microseconds.
+        TALLY.statements += 1
         if dialect.is_async:
             return self._fetch(conn, dbapi_connection, prepared, sql, arguments)
         cursor = dbapi_connection.cursor()
@@ -190,17 +189,7 @@ class Query:
             if make_row is None:
                 make_row = prepared.make_row = self._row_maker(dialect, cursor.description)
         except dialect.loaded_dbapi.Error as error:
-            lost = dialect.is_disconnect(error, dbapi_connection, cursor)
-            if lost:
-                conn.invalidate(error)
-            raise DBAPIError.instance(
-                sql,
-                arguments,
-                error,
-                dialect.loaded_dbapi.Error,
-                connection_invalidated=lost,
-                dialect=dialect,
-            ) from error
+            raise _wrapped(conn, error, dbapi_connection, cursor, sql, arguments) from error
         finally:
             cursor.close()
         return [make_row(row) for row in fetched]
@@ -233,19 +222,51 @@ class Query:
             try:
                 adapted._handle_exception(raw)
             except dialect.loaded_dbapi.Error as error:
-                lost = dialect.is_disconnect(error, adapted, None)
-                if lost:
-                    conn.invalidate(error)
-                raise DBAPIError.instance(
-                    sql,
-                    arguments,
-                    error,
-                    dialect.loaded_dbapi.Error,
-                    connection_invalidated=lost,
-                    dialect=dialect,
-                ) from error
+                raise _wrapped(conn, error, adapted, None, sql, arguments) from error
             raise
         return [make_row(record) for record in records]
+
+
+def _wrapped(
+    conn: Connection, error: Any, dbapi_connection: Any, cursor: Any, sql: str, arguments: Any
+) -> StatementError:
+    """A driver error as ``Connection.execute`` raises it: SQLAlchemy's ``DBAPIError``
+    family, the connection invalidated when the error says it was lost."""
+    dialect = conn.dialect
+    lost = dialect.is_disconnect(error, dbapi_connection, cursor)
+    if lost:
+        conn.invalidate(error)
+    wrapped: StatementError = DBAPIError.instance(
+        sql,
+        arguments,
+        error,
+        dialect.loaded_dbapi.Error,
+        connection_invalidated=lost,
+        dialect=dialect,
+    )
+    return wrapped
+
+
+def row_builder(
+    columns: Sequence[tuple[str, TypeEngine[Any], Any]], dialect: Dialect
+) -> Callable[[Sequence[Any]], dict[str, Any]]:
+    """A function from a row (a sequence of values) to its dict, given each column's
+    label, type and the driver's type code: one dict display, result processors inline
+    (generated once, ``generated.define``)."""
+    namespace: dict[str, Any] = {}
+    items = []
+    for index, (label, column_type, type_code) in enumerate(columns):
+        processor = column_type.dialect_impl(dialect).result_processor(dialect, type_code)
+        value = f"row[{index}]"
+        if processor is not None:
+            namespace[f"p{index}"] = processor
+            value = f"p{index}({value})"
+        items.append(f"{label!r}: {value}")
+    source = f"def make_row(row):\n    return {{{', '.join(items)}}}"
+    maker: Callable[[Sequence[Any]], dict[str, Any]] = define(
+        source, "make_row", namespace, "row builder"
+    )
+    return maker
 
 
 class QueryCache:

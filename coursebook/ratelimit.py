@@ -15,6 +15,13 @@ token too, but first the address must have budget left, and if the token is refu
 address would, while a valid token never spends its address's budget (many clients
 share one address behind a NAT or an integrator's server).
 
+Under load, the requests one turn of the event loop starts are counted together:
+``Batch`` sends one ``INCRBY`` of their number per caller (one Lua call, or one upsert)
+and hands each request its own count from the consecutive run the store answers. The
+count stays exact (the store adds each batch atomically, so no two requests anywhere
+get the same count), and a worker pays one round trip per caller and loop turn
+instead of one per request.
+
 When the store does not answer within ``redis_timeout`` the request is let through
 (fail open: the limit protects the service, and an outage of Redis should not become
 an outage of the API), a warning is logged once, the failure counted, and the store
@@ -142,6 +149,51 @@ class LocalStorage(Storage):
         self._lock_file.close()
 
 
+class Batch:
+    """The counts of one turn of the event loop, sent as one increment per key.
+
+    ``count`` queues a request; the first one of a turn schedules ``_send`` for the
+    next turn, by which time every request that turn started has queued its own.
+    """
+
+    def __init__(self, storage: Storage, expiry: int) -> None:
+        self.storage = storage
+        self.expiry = expiry
+        self._waiting: dict[str, list[asyncio.Future[int]]] = {}
+        #: Increments in flight (the loop keeps only weak references to tasks).
+        self._sending: set[asyncio.Task[None]] = set()
+
+    def count(self, key: str) -> asyncio.Future[int]:
+        """This request's count in ``key``'s window, once the store has answered."""
+        loop = asyncio.get_running_loop()
+        if not self._waiting:
+            loop.call_soon(self._send)
+        future: asyncio.Future[int] = loop.create_future()
+        self._waiting.setdefault(key, []).append(future)
+        return future
+
+    def _send(self) -> None:
+        waiting, self._waiting = self._waiting, {}
+        for key, futures in waiting.items():
+            task = asyncio.ensure_future(self._increment(key, futures))
+            self._sending.add(task)
+            task.add_done_callback(self._sending.discard)
+
+    async def _increment(self, key: str, futures: list[asyncio.Future[int]]) -> None:
+        try:
+            total = await self.storage.incr(key, self.expiry, amount=len(futures))
+        except BaseException as error:  # each request decides (fails open, or is cancelled)
+            for future in futures:
+                if not future.done():
+                    future.set_exception(error)
+            if not isinstance(error, Exception):
+                raise
+            return
+        for index, future in enumerate(futures, start=total - len(futures) + 1):
+            if not future.done():  # a request whose client left is cancelled
+                future.set_result(index)
+
+
 class Verdict(NamedTuple):
     """A caller's standing after one request: admitted or not, and its window."""
 
@@ -200,6 +252,7 @@ class RateLimiter:
         self.item = RateLimitItemPerMinute(per_minute)
         self.amount = per_minute
         self.expiry = self.item.get_expiry()
+        self.batch = Batch(storage, self.expiry)
         #: Digests of tokens this worker has seen authenticate.
         self._proven: set[str] = set()
         #: When each caller's window ends, as this worker last learnt it.
@@ -281,7 +334,7 @@ class RateLimiter:
 
     async def _hit(self, caller: str) -> Verdict:
         key = self.item.key_for(caller)
-        count = await self.storage.incr(key, self.expiry)
+        count = await self.batch.count(key)
         reset = await self._reset(caller, key, fresh=count == 1)
         return Verdict(count <= self.amount, self.amount, max(0, self.amount - count), reset)
 

@@ -28,8 +28,9 @@ from coursebook.db import Connections, snapshot
 from coursebook.errors import ApiError, invalid, not_found
 from coursebook.fields import PROVIDER_ID, Listing, RenderContext, Resource, select_columns
 from coursebook.listing import Query, envelope, page_number, parse_list_query
-from coursebook.loader import load
+from coursebook.loader import Loaded, load
 from coursebook.memo import VERSION, WRITE_COUNT, Memo, Shared, Stale, memo
+from coursebook.metrics import TALLY
 from coursebook.models import Id
 from coursebook.projection import Projection, compile_projection
 from coursebook.query import Query as Statement
@@ -124,12 +125,14 @@ def retrieve_query(
 ) -> Statement:
     """The statement reading one object of ``resource`` under ``scope``, built once;
     ``versioned``: with the write count beside it (``Memo.observe``)."""
-    count = (WRITE_COUNT.label(VERSION),) if versioned else ()
     return _retrieve_queries.get(
         (resource.name, scope.name, columns, versioned),
         lambda: (
             select_columns(resource, columns)
-            .add_columns(scope.permitted_condition(resource.name).label(PERMITTED), *count)
+            .add_columns(
+                scope.permitted_condition(resource.name).label(PERMITTED),
+                *((WRITE_COUNT.label(VERSION),) if versioned else ()),
+            )
             .where(
                 resource.table.c.id == OBJECT_ID,
                 *_own_provider(resource),
@@ -217,6 +220,25 @@ class Service:
                     remembered.confirm(conn)
                 raise
 
+    def _load(
+        self,
+        conn: Connection,
+        caller: Caller,
+        projection: Projection,
+        rows: list[dict[str, Any]],
+        base_url: str,
+    ) -> tuple[Loaded, ...]:
+        """What ``projection`` expands below ``rows``, within the expansion budget."""
+        return load(
+            conn,
+            caller.access,
+            projection,
+            rows,
+            budget=self.budget,
+            base_url=base_url,
+            memo=caller.memo,
+        )
+
     @_reading
     def retrieve(
         self,
@@ -234,7 +256,10 @@ class Service:
             projection = project(caller, resource, query)
             if object_id is None:
                 raise not_found()
-            if projection.children:  # the relations are read as the object was
+            if projection.children and not caller.memo.versioned:
+                # The relations are read as the object was: in one snapshot (SQLite's
+                # request already is one); PostgreSQL's statements each read the write
+                # count instead, and a request that saw it move is read again.
                 snapshot(conn)
             access = caller.access
             remembered = caller.memo
@@ -248,7 +273,7 @@ class Service:
                 raise ApiError(
                     403, "permission_denied", "You may only read the course sessions you instruct."
                 )
-            level = load(conn, access, projection, rows, budget=self.budget, base_url=base_url)
+            level = self._load(conn, caller, projection, rows, base_url)
             return render_one(projection, rows[0], level, caller.ctx)
 
     @_reading
@@ -283,6 +308,7 @@ class Service:
 
             def count_rows() -> int:
                 nonlocal counted
+                TALLY.statements += 1
                 total, version = conn.execute(
                     select(func.count(), WRITE_COUNT.label(VERSION))
                     .select_from(resource.scope_from)
@@ -317,6 +343,7 @@ class Service:
                     .offset(offset)
                 )
                 versioned = (WRITE_COUNT.label(VERSION),) if remembered.versioned else ()
+                TALLY.statements += 1
                 result = conn.execute(
                     select_columns(resource, projection.columns)
                     .add_columns(*versioned)
@@ -330,7 +357,7 @@ class Service:
                     remembered.observe(rows[0].get(VERSION))
                 elif not counted:
                     remembered.confirm(conn)
-                level = load(conn, access, projection, rows, budget=self.budget, base_url=base_url)
+                level = self._load(conn, caller, projection, rows, base_url)
                 results = render(projection, rows, level, caller.ctx)
         return envelope(base_url, listing.path, query, page, parsed.page_size, count, results)
 

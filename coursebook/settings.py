@@ -19,7 +19,8 @@ class Settings(BaseSettings):
     """SQLAlchemy URL. A ``postgresql+psycopg://`` URL switches to PostgreSQL."""
 
     database_pool_size: int = Field(default=10, ge=1, le=1000)
-    """Connections kept open per worker process (PostgreSQL)."""
+    """Connections a worker process may open and keep (PostgreSQL), each lent to one
+    request at a time."""
 
     database_connect_timeout: float = Field(default=3.0, gt=0, le=300)
     """Seconds to open a PostgreSQL connection (TCP and start-up) before giving up: 503."""

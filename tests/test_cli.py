@@ -376,6 +376,23 @@ def test_revoke_sets_revoked_at(engine: Engine, manifest: Manifest) -> None:
     refused(invoke("token", "revoke", "4242"), "No token with id 4242")
 
 
+def test_mirror_options_are_checked_before_anything_is_fetched() -> None:
+    base = ["mirror", "--token", "cb_never_shown", "--provider-id", "1"]
+    for source, message in [
+        ("ftp://api.example.com", "must be an http:// or https:// URL"),
+        ("api.example.com", "must be an http:// or https:// URL"),
+        ("https://me:pw@api.example.com", "must not hold a user or password"),
+    ]:
+        result = invoke(*base, "--from", source)
+        assert result.exit_code == 2 and message in " ".join(result.output.split())
+        assert "cb_never_shown" not in result.output
+    retries = invoke(*base, "--from", "https://api.example.com", "--retries", "0")
+    assert retries.exit_code == 2
+    assert "Invalid value for '--retries': must be at least 1." in retries.output
+    missing = invoke("mirror", "--from", "https://api.example.com", "--provider-id", "1")
+    assert missing.exit_code == 2 and "--token" in missing.output
+
+
 def test_db_upgrade_and_downgrade(database_url: str) -> None:
     for args in (["db", "upgrade"], ["db", "downgrade", "--revision", "base"], ["db", "upgrade"]):
         result = runner.invoke(app, args)
@@ -412,6 +429,10 @@ def test_help_is_plain_english_with_defaults_and_choices(path: tuple[str, ...]) 
         if option.default in (None, "", False) or getattr(option, "is_flag", False):
             continue
         assert f"[default: {option.default}]" in text, option.opts
+    if path == ("mirror",):
+        for option in ("--from URL", "--token TOKEN", "--provider-id ID", "--state FILE"):
+            assert option in text
+        assert "[default: 8]" in text and "COURSEBOOK_MIRROR_TOKEN" in text
     if path in {("demo",), ("serve",)}:
         assert "--scale small|medium|large" in text
     if path == ("serve",):

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import Connection, create_engine, text
 
 from coursebook.settings import Settings
 from tests.support import Demo, free_port, in_process, live_server
@@ -211,6 +211,16 @@ def test_a_statement_that_cannot_finish_is_503_then_the_next_one_reads(pg: Demo)
         assert client.get(admin_session(pg), token).status_code == 200
 
 
+def wait_for_a_lock_waiter(conn: Connection, pg: Demo) -> None:
+    """Return once a backend of the service waits on a lock (within 5 s)."""
+    deadline = time.monotonic() + 5
+    while not conn.execute(
+        text(others(pg.url, "count(*)", "wait_event_type = 'Lock'"))
+    ).scalar_one():
+        assert time.monotonic() < deadline, "the request never waited on the lock"
+        time.sleep(0.05)
+
+
 @pytest.mark.postgresql
 @pytest.mark.writes
 def test_a_backend_killed_mid_request_is_read_again(pg: Demo) -> None:
@@ -225,12 +235,7 @@ def test_a_backend_killed_mid_request_is_read_again(pg: Demo) -> None:
         with locker.connect() as lock, admin.connect() as conn:
             lock.execute(text("LOCK TABLE course_sessions IN ACCESS EXCLUSIVE MODE"))
             waiting = pool.submit(client.get, admin_session(pg), token)
-            deadline = time.monotonic() + 5
-            while not conn.execute(
-                text(others(pg.url, "count(*)", "wait_event_type = 'Lock'"))
-            ).scalar_one():
-                assert time.monotonic() < deadline, "the request never waited on the lock"
-                time.sleep(0.05)
+            wait_for_a_lock_waiter(conn, pg)
             conn.execute(
                 text(others(pg.url, "pg_terminate_backend(pid)", "wait_event_type = 'Lock'"))
             )
@@ -282,12 +287,7 @@ def test_a_request_finding_every_connection_busy_is_503_within_the_pool_wait(pg:
         with locker.connect() as lock, admin.connect() as conn:
             lock.execute(text("LOCK TABLE course_sessions IN ACCESS EXCLUSIVE MODE"))
             holding = pool.submit(client.get, admin_session(pg), token)
-            deadline = time.monotonic() + 5
-            while not conn.execute(
-                text(others(pg.url, "count(*)", "wait_event_type = 'Lock'"))
-            ).scalar_one():
-                assert time.monotonic() < deadline, "the first request never waited on the lock"
-                time.sleep(0.05)
+            wait_for_a_lock_waiter(conn, pg)
             started = time.monotonic()
             response = client.get(admin_session(pg), token)
             waited = time.monotonic() - started
@@ -299,3 +299,33 @@ def test_a_request_finding_every_connection_busy_is_503_within_the_pool_wait(pg:
         locker.dispose()
         admin.dispose()
         assert client.get(admin_session(pg), token).status_code == 200
+
+
+@pytest.mark.postgresql
+@pytest.mark.writes
+def test_a_request_waiting_for_a_connection_gets_the_one_returned(pg: Demo) -> None:
+    """With one connection held by a request waiting on a lock, the next request waits
+    for it (within the pool wait) and is answered on it once the first is done."""
+    token = pg.manifest["tokens"]["admin"]
+    settings = Settings(
+        database_url=pg.url,
+        database_pool_size=1,
+        database_pool_timeout=10,
+        database_statement_timeout=10,
+    )
+    with in_process(settings) as client, ThreadPoolExecutor(2) as pool:
+        assert client.get(admin_session(pg), token).status_code == 200
+        admin = create_engine(pg.url, isolation_level="AUTOCOMMIT")
+        locker = create_engine(pg.url)
+        with locker.connect() as lock, admin.connect() as conn:
+            lock.execute(text("LOCK TABLE course_sessions IN ACCESS EXCLUSIVE MODE"))
+            holding = pool.submit(client.get, admin_session(pg), token)
+            wait_for_a_lock_waiter(conn, pg)
+            waiting = pool.submit(client.get, admin_session(pg), token)
+            time.sleep(0.3)
+            assert not waiting.done()  # no connection for it yet
+            lock.rollback()
+            assert holding.result().status_code == 200
+            assert waiting.result().status_code == 200
+        locker.dispose()
+        admin.dispose()

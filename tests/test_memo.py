@@ -174,38 +174,50 @@ def test_a_memo_past_its_bound_starts_again(tmp_path: Path) -> None:
 def test_a_request_reads_one_snapshot(api: Api, demo: Demo) -> None:
     """A write committed between two statements of one request is not half in it.
 
-    The write lands while the request is already running (between the session's
-    statement and its venue's); that response shows the venue as it was, the next
-    one shows the change.
+    The write changes the session's capacity and renames its venue together, while the
+    request is already running (between the session's statement and its venue's): the
+    response shows both as they were (SQLite: its request is one read transaction) or both as they
+    became (PostgreSQL: the venue's statement read a moved write count, and the request
+    was read again), never one of each; the next response shows the change.
     """
     token = demo.manifest["tokens"]["admin"]
     path = session_path(demo)
-    params = {"fields": "id,venue.id,venue.name"}
-    before = api.get(path, token, params=params).json()["venue"]
-    venue_id, old_name = before["id"], before["name"]
+    params = {"fields": "id,max_occupancy,venue.id,venue.name"}
+    before = api.get(path, token, params=params).json()
+    session_id, venue_id = before["id"], before["venue"]["id"]
+    old = (before["max_occupancy"], before["venue"]["name"])
     written: list[str] = []
+
+    def rename(capacity: int, venue_name: str) -> None:
+        with demo.engine.begin() as writer:
+            writer.execute(
+                update(m.course_sessions)
+                .where(m.course_sessions.c.id == session_id)
+                .values(max_occupancy=capacity)
+            )
+            writer.execute(
+                update(m.venues).where(m.venues.c.id == venue_id).values(name=venue_name)
+            )
 
     def write_midway(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
         if "FROM venues" in statement and not written:
-            with demo.engine.begin() as writer:
-                writer.execute(
-                    update(m.venues).where(m.venues.c.id == venue_id).values(name="Renamed")
-                )
+            rename(old[0] + 7, "Renamed venue")
             written.append(statement)
 
     event.listen(api.app.engine, "before_cursor_execute", write_midway)
     try:
-        during = api.get(path, token, params=params).json()["venue"]
+        during = api.get(path, token, params=params).json()
     finally:
         event.remove(api.app.engine, "before_cursor_execute", write_midway)
     try:
         assert written  # the write happened inside the request
-        assert during == {"id": venue_id, "name": old_name}
-        after = api.get(path, token, params=params).json()["venue"]
-        assert after == {"id": venue_id, "name": "Renamed"}
+        new = (old[0] + 7, "Renamed venue")
+        shown = (during["max_occupancy"], during["venue"]["name"])
+        assert shown == (old if api.backend == "sqlite" else new)
+        after = api.get(path, token, params=params).json()
+        assert (after["max_occupancy"], after["venue"]["name"]) == new
     finally:
-        with demo.engine.begin() as writer:
-            writer.execute(update(m.venues).where(m.venues.c.id == venue_id).values(name=old_name))
+        rename(*old)
 
 
 @pytest.mark.postgresql

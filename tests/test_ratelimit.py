@@ -7,6 +7,7 @@ file in its temporary directory, or a Redis key prefix of its own.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import shutil
 import socket
@@ -78,6 +79,33 @@ def test_300_requests_over_two_workers_give_exactly_250(
     assert len(succeeded) == 250
     assert sorted(int(a.headers["x-ratelimit-remaining"]) for a in succeeded) == list(range(250))
     assert {a.headers["x-ratelimit-limit"] for a in answers} == {"250"}
+    for refused in [a for a in answers if a.status_code != 200]:
+        assert_throttled(refused)
+
+
+@pytest.mark.parametrize("store", ["local", "redis"])
+def test_concurrent_requests_counted_together_each_get_their_own_count(
+    demo: Demo, tmp_path: Path, store: str
+) -> None:
+    """64 connections at once to two workers: the requests one loop turn starts are
+    counted in one increment, and still exactly 250 of 300 pass, each told a remaining
+    count of its own."""
+    settings = {"rate_limit": "250", **store_settings(store, tmp_path)}
+    headers = {"Authorization": f"Bearer {demo.manifest['tokens']['admin']}"}
+
+    async def flood(base_url: str) -> list[httpx.Response]:
+        limits = httpx.Limits(max_connections=64)
+        async with httpx.AsyncClient(base_url=base_url, limits=limits, timeout=30) as client:
+            # One request first, so that the token is proven and counted alone.
+            first = await client.get(session_path(demo), headers=headers)
+            rest = [client.get(session_path(demo), headers=headers) for _ in range(299)]
+            return [first, *await asyncio.gather(*rest)]
+
+    with serve_process(demo.url, settings, workers=2, directory=tmp_path) as server:
+        answers = asyncio.run(flood(server.base_url))
+    succeeded = [a for a in answers if a.status_code == 200]
+    assert len(succeeded) == 250
+    assert sorted(int(a.headers["x-ratelimit-remaining"]) for a in succeeded) == list(range(250))
     for refused in [a for a in answers if a.status_code != 200]:
         assert_throttled(refused)
 

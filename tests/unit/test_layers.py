@@ -48,6 +48,8 @@ ORDER = [
     "demo",
     "records",
     "transfer",
+    "source",
+    "mirror",
     "datadoc",
     "cli",
 ]
