@@ -925,7 +925,7 @@ def main() -> None:
     else:
         plan = [("small", 1, False), ("large", 1, False), ("small", 2, False)]
         plan += [("large", 2, False), ("small", 1, True), ("small", 2, True)]
-        plan += [("large", 1, True)]
+        plan += [("large", 1, True), ("large", 2, True)]
         seconds = args.duration
     started = time.monotonic()
     measured = [
