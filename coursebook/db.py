@@ -41,8 +41,6 @@ BEGIN_SNAPSHOT = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
 SNAPSHOT_KEY = "coursebook.snapshot"
 #: Transaction control touches no table: the statement counter leaves it out.
 TRANSACTION_CONTROL = ("BEGIN", "ROLLBACK", "COMMIT")
-#: Where a kept SQLite connection notes the identity of the file it opened.
-FILE_KEY = "coursebook.file"
 
 
 def create_serving_engine(settings: Settings) -> Engine:
@@ -277,16 +275,19 @@ class Connections:
 
     def _replaced(self, conn: Connection) -> bool:
         """Whether the database's path names another file than ``conn`` opened: one
-        ``stat`` (about a microsecond), against the identity noted at connection."""
+        ``stat``, against the identity noted at connection (kept beside it, in the
+        thread's own state: reaching ``conn.info`` costs as much as the ``stat``)."""
         if self.path is None:
             return False
-        return _file_identity(self.path) != conn.info.get(FILE_KEY)
+        found = os.stat(self.path)
+        opened: tuple[int, int] | None = self._local.identity
+        return (found.st_dev, found.st_ino) != opened
 
     def _reopen(self, stale: Connection | None) -> Connection:
         """A new kept connection for this thread, in place of ``stale``."""
         identity = None if self.path is None else _file_identity(self.path)
         conn = self.engine.connect()
-        conn.info[FILE_KEY] = identity
+        self._local.identity = identity
         self._local.conn = conn
         with self._lock:
             if stale is not None:

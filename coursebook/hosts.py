@@ -32,7 +32,10 @@ class AllowedHosts:
     """The hosts a server answers for: exact names, ``.example.com`` (the domain and
     its subdomains) or ``*`` (any well-formed host)."""
 
-    __slots__ = ("any", "exact", "suffixes")
+    __slots__ = ("any", "decided", "exact", "suffixes")
+
+    #: Host headers decided: a bounded dictionary, since clients choose the header.
+    MAX_DECIDED = 1024
 
     def __init__(self, patterns: Iterable[str], public_url: str | None = None) -> None:
         names = [pattern.strip().lower() for pattern in patterns if pattern.strip()]
@@ -43,9 +46,19 @@ class AllowedHosts:
         self.any = "*" in names
         self.exact = frozenset(name for name in names if not name.startswith("."))
         self.suffixes = tuple(name for name in names if name.startswith("."))
+        self.decided: dict[str, bool] = {}
 
     def allows(self, header: str) -> bool:
-        """Whether a request with this ``Host`` header is answered."""
+        """Whether a request with this ``Host`` header is answered (each header decided
+        once: requests carry the same few)."""
+        decided = self.decided.get(header)
+        if decided is None:
+            if len(self.decided) >= self.MAX_DECIDED:
+                self.decided.clear()
+            decided = self.decided[header] = self._allows(header)
+        return decided
+
+    def _allows(self, header: str) -> bool:
         name = host_name(header)
         if name is None:
             return False

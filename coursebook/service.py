@@ -160,10 +160,13 @@ def _reading(use_case: Callable[P, T]) -> Callable[P, T]:
             try:
                 return use_case(*args, **kwargs)
             except Stale:
-                if attempt == 2:
+                if _AGAIN.get():
                     raise AssertionError("one snapshot read a write count twice") from None
-                _AGAIN.set(True)
-                continue
+                again = _AGAIN.set(True)
+                try:
+                    return read(*args, **kwargs)
+                finally:
+                    _AGAIN.reset(again)
             except DBAPIError as error:
                 if error.connection_invalidated and attempt == 1:
                     logger.warning("Database connection lost; reading again on another")
@@ -175,13 +178,7 @@ def _reading(use_case: Callable[P, T]) -> Callable[P, T]:
                 raise unavailable(error) from None
         raise AssertionError("unreachable: the second attempt returns or raises")
 
-    def reset_and_read(*args: P.args, **kwargs: P.kwargs) -> T:
-        try:
-            return read(*args, **kwargs)
-        finally:
-            _AGAIN.set(False)
-
-    return reset_and_read
+    return read
 
 
 class Service:
