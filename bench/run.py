@@ -837,7 +837,8 @@ def report(
         "",
         f"Machine: {machine()}.",
         "",
-        f"Load: wrk, 2 threads, {CONNECTIONS} connections, each request a different session "
+        f"Load: wrk, 2 threads, {CONNECTIONS} connections, {configs[0].seconds} s a run, "
+        "each request a different session "
         "id (R1-R4, R6) or page (R5), on the same machine as the server. SQL statements are "
         "counted per request by the engine's event counter on the same code path, with a "
         "warm memo (the first request after any write also reads the token, and a list "
@@ -944,6 +945,8 @@ def main() -> None:
         moved = transfer.section("large", steps)
         checks += transfer.targets("large", steps)
     command = "make bench" + (" (--quick)" if args.quick else "")
+    if args.duration != parser.get_default("duration") and not args.quick:
+        command = f"python -m bench.run --duration {args.duration}"
     from bench import overhead  # it imports this module's helpers
 
     log("what metrics, the access log and the rate limit cost R1 (bench/overhead.py)")
