@@ -14,15 +14,17 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
+from typing import NamedTuple
 
 import httpx
 import pytest
 from sqlalchemy import Connection, create_engine, text
 
 from coursebook.settings import Settings
-from tests.support import Demo, free_port, in_process, live_server
+from tests.support import Api, Demo, free_port, in_process, live_server
 
 #: Bounds small enough to keep the suite quick; every assertion on time allows seconds
 #: more, since a loaded machine is slow (these check that waits end, not how fast).
@@ -211,14 +213,36 @@ def test_a_statement_that_cannot_finish_is_503_then_the_next_one_reads(pg: Demo)
         assert client.get(admin_session(pg), token).status_code == 200
 
 
-def wait_for_a_lock_waiter(conn: Connection, pg: Demo) -> None:
-    """Return once a backend of the service waits on a lock (within 5 s)."""
-    deadline = time.monotonic() + 5
-    while not conn.execute(
-        text(others(pg.url, "count(*)", "wait_event_type = 'Lock'"))
-    ).scalar_one():
-        assert time.monotonic() < deadline, "the request never waited on the lock"
-        time.sleep(0.05)
+class Held(NamedTuple):
+    """A request of the service waiting on a lock another connection holds."""
+
+    lock: Connection
+    admin: Connection
+    request: Future[httpx.Response]
+
+
+@contextmanager
+def a_request_held_on_a_lock(
+    pg: Demo, client: Api, token: str, pool: ThreadPoolExecutor
+) -> Iterator[Held]:
+    """Lock the sessions table, send a request that must wait for it, and yield once the
+    request's backend waits on the lock (within 5 s); ``lock.rollback()`` lets it go."""
+    admin_engine = create_engine(pg.url, isolation_level="AUTOCOMMIT")
+    locker = create_engine(pg.url)
+    try:
+        with locker.connect() as lock, admin_engine.connect() as admin:
+            lock.execute(text("LOCK TABLE course_sessions IN ACCESS EXCLUSIVE MODE"))
+            request = pool.submit(client.get, admin_session(pg), token)
+            deadline = time.monotonic() + 5
+            while not admin.execute(
+                text(others(pg.url, "count(*)", "wait_event_type = 'Lock'"))
+            ).scalar_one():
+                assert time.monotonic() < deadline, "the request never waited on the lock"
+                time.sleep(0.05)
+            yield Held(lock, admin, request)
+    finally:
+        locker.dispose()
+        admin_engine.dispose()
 
 
 @pytest.mark.postgresql
@@ -230,19 +254,12 @@ def test_a_backend_killed_mid_request_is_read_again(pg: Demo) -> None:
     settings = Settings(database_url=pg.url, database_statement_timeout=10)
     with in_process(settings) as client, ThreadPoolExecutor(1) as pool:
         assert client.get(admin_session(pg), token).status_code == 200
-        admin = create_engine(pg.url, isolation_level="AUTOCOMMIT")
-        locker = create_engine(pg.url)
-        with locker.connect() as lock, admin.connect() as conn:
-            lock.execute(text("LOCK TABLE course_sessions IN ACCESS EXCLUSIVE MODE"))
-            waiting = pool.submit(client.get, admin_session(pg), token)
-            wait_for_a_lock_waiter(conn, pg)
-            conn.execute(
+        with a_request_held_on_a_lock(pg, client, token, pool) as held:
+            held.admin.execute(
                 text(others(pg.url, "pg_terminate_backend(pid)", "wait_event_type = 'Lock'"))
             )
-            lock.rollback()
-            assert waiting.result().status_code == 200
-        locker.dispose()
-        admin.dispose()
+            held.lock.rollback()
+            assert held.request.result().status_code == 200
 
 
 @pytest.mark.postgresql
@@ -282,22 +299,15 @@ def test_a_request_finding_every_connection_busy_is_503_within_the_pool_wait(pg:
     )
     with in_process(settings) as client, ThreadPoolExecutor(1) as pool:
         assert client.get(admin_session(pg), token).status_code == 200
-        admin = create_engine(pg.url, isolation_level="AUTOCOMMIT")
-        locker = create_engine(pg.url)
-        with locker.connect() as lock, admin.connect() as conn:
-            lock.execute(text("LOCK TABLE course_sessions IN ACCESS EXCLUSIVE MODE"))
-            holding = pool.submit(client.get, admin_session(pg), token)
-            wait_for_a_lock_waiter(conn, pg)
+        with a_request_held_on_a_lock(pg, client, token, pool) as held:
             started = time.monotonic()
             response = client.get(admin_session(pg), token)
             waited = time.monotonic() - started
             assert response.status_code == 503, response.text
             assert response.json()["code"] == "service_unavailable"
             assert CONNECT - 0.1 <= waited < CONNECT + SLACK
-            lock.rollback()
-            assert holding.result().status_code == 200
-        locker.dispose()
-        admin.dispose()
+            held.lock.rollback()
+            assert held.request.result().status_code == 200
         assert client.get(admin_session(pg), token).status_code == 200
 
 
@@ -315,17 +325,10 @@ def test_a_request_waiting_for_a_connection_gets_the_one_returned(pg: Demo) -> N
     )
     with in_process(settings) as client, ThreadPoolExecutor(2) as pool:
         assert client.get(admin_session(pg), token).status_code == 200
-        admin = create_engine(pg.url, isolation_level="AUTOCOMMIT")
-        locker = create_engine(pg.url)
-        with locker.connect() as lock, admin.connect() as conn:
-            lock.execute(text("LOCK TABLE course_sessions IN ACCESS EXCLUSIVE MODE"))
-            holding = pool.submit(client.get, admin_session(pg), token)
-            wait_for_a_lock_waiter(conn, pg)
+        with a_request_held_on_a_lock(pg, client, token, pool) as held:
             waiting = pool.submit(client.get, admin_session(pg), token)
             time.sleep(0.3)
             assert not waiting.done()  # no connection for it yet
-            lock.rollback()
-            assert holding.result().status_code == 200
+            held.lock.rollback()
+            assert held.request.result().status_code == 200
             assert waiting.result().status_code == 200
-        locker.dispose()
-        admin.dispose()
