@@ -313,10 +313,10 @@ def wait_ready(port: int, process: subprocess.Popen[bytes]) -> None:
 
 
 @contextmanager
-def serving(command: list[str], env: dict[str, str], port: int) -> Iterator[int]:
+def serving(command: list[str], env: dict[str, str], port: int, cwd: Path = ROOT) -> Iterator[int]:
     """Run a server until the block ends; yields its process id."""
     process = subprocess.Popen(
-        command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT
+        command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=cwd
     )
     try:
         wait_ready(port, process)

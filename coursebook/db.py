@@ -318,7 +318,12 @@ def _file_identity(path: str) -> tuple[int, int]:
 
 
 class _Kept:
-    """A kept connection lent to one request, inside one read transaction."""
+    """A kept SQLite connection lent to one request.
+
+    Like PostgreSQL's (``_Lent``), it is in autocommit: a request that reads one
+    statement pays no BEGIN and no ROLLBACK, and one that reads several asks for a
+    snapshot first (``snapshot``), which is rolled back here when the request ends.
+    """
 
     __slots__ = ("conn",)
 
@@ -326,9 +331,6 @@ class _Kept:
         self.conn = conn
 
     def __enter__(self) -> Connection:
-        dbapi_connection = self.conn.connection.dbapi_connection
-        if dbapi_connection is not None and not dbapi_connection.in_transaction:
-            dbapi_connection.execute("BEGIN")
         return self.conn
 
     def __exit__(self, *_exc: object) -> None:
@@ -377,11 +379,16 @@ class _Lent:
 def snapshot(conn: Connection) -> None:
     """Make the rest of the request's statements read one snapshot of the database.
 
-    SQLite: they already do (a request's connection begins a read transaction).
-    PostgreSQL: a REPEATABLE READ transaction begins now; its first statement fixes the
+    A transaction begins now (SQLite: a deferred one, a read transaction from its
+    first statement; PostgreSQL: REPEATABLE READ); its first statement fixes the
     snapshot, and a write committed after it is absent from every statement after.
     """
-    if conn.dialect.name == "sqlite" or conn.info.get(SNAPSHOT_KEY):
+    if conn.dialect.name == "sqlite":
+        dbapi_connection = conn.connection.dbapi_connection
+        if dbapi_connection is not None and not dbapi_connection.in_transaction:
+            dbapi_connection.execute("BEGIN")
+        return
+    if conn.info.get(SNAPSHOT_KEY):
         return
     conn.exec_driver_sql(BEGIN_SNAPSHOT)
     conn.info[SNAPSHOT_KEY] = True

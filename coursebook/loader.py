@@ -274,6 +274,13 @@ def load(
     return loader.level(projection, rows, {row["id"]: 1 for row in rows})
 
 
+def reads_count_per_level(conn: Connection) -> bool:
+    """Whether a level of relations is read in one statement with the write count
+    (PostgreSQL: a round trip each, so a snapshot's BEGIN would cost one more), rather
+    than a statement per relation, which needs the object's snapshot (SQLite)."""
+    return conn.dialect.name == "postgresql"
+
+
 class _Loader:
     """The state of one request's loading: where, for whom, and the budget spent."""
 
@@ -328,7 +335,7 @@ class _Loader:
         if not live:
             return read
         scope = self.access.scope
-        if self.conn.dialect.name != "postgresql":
+        if not reads_count_per_level(self.conn):
             for n, fetch in live:
                 params: dict[str, Any] = {**self.access.params, KEYS.key: fetch.keys}
                 if fetch.limit is not None:

@@ -1,25 +1,25 @@
 """Read results kept between requests until the database changes.
 
-SQLite tells each connection, through ``PRAGMA data_version``, whether any other
-connection (in this process or another) has committed since it last asked. A
-request asks once, first; when the answer moved, everything this connection
-remembered is dropped before anything is read from it. So a memo can never serve
-a revoked token or a count from before a write: the check and the drop happen in
-the same request that would have used them. The service's own connections never
-write, so every change is another connection's and is seen.
+A worker keeps one memo per database connection it reads through (``Shared``),
+stamped with the database's write count when its entries were read. The statements a
+request runs anyway read the count beside their data (the token's, the session's, a
+page's, a level of relations'), and hand it to ``Memo.observe``: a count that differs
+from the memo's means something was written since, and the request is read again from
+the start on a fresh memo (``Stale``; ``service._reading``), inside one snapshot. So
+what a worker remembers is trusted only when a statement of the same request, in the
+same snapshot as its data, shows that nothing changed since it was read: a token
+revoked or a permission changed fails or applies on the next request, and a warm plain
+retrieve is one statement.
 
-PostgreSQL has no such signal, so it counts its own writes: a statement trigger on
-every table adds one to the single row of ``data_version`` in the writing
-transaction (migration 0006). A worker keeps one memo (``Shared``), stamped with the
-count its entries were read at. The statements a request runs anyway read the count
-beside their data (the token's, the session's, a page's), and hand it to
-``Memo.observe``: a count that differs from the memo's means something was written
-since, and the request is read again from the start on a fresh memo
-(``Stale``; ``service._reading``), inside one snapshot. So what a worker of any host
-remembers is trusted only when a statement of the same request, in the same
-snapshot as its data, shows that nothing changed since it was read: a token revoked
-or a permission changed on any host fails or applies on the next request, and a warm
-plain retrieve is one statement.
+The count (``WRITE_COUNT``) is each dialect's own:
+
+- SQLite: ``pragma_data_version()``, which moves whenever another connection (in this
+  process or another) commits. The service's own connections never write, so every
+  change is another connection's and is seen. It costs no write anything.
+- PostgreSQL has no such signal, so it counts its own writes: a statement trigger on
+  every table adds one to the single row of ``data_version`` in the writing
+  transaction (migration 0006), so the new count commits, and becomes visible, exactly
+  with the write, on every worker of every host.
 
 What goes in: authenticated principals by token digest, access decisions by token
 and headers, and list counts by (listing, access, filters). Never a rendered
@@ -31,23 +31,44 @@ from __future__ import annotations
 from collections.abc import Callable, Hashable
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Integer, column, select, text
+from sqlalchemy import Connection, Integer, select
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.elements import ColumnElement
 
 from coursebook.metrics import TALLY
 from coursebook.models import data_version
 from coursebook.query import Query
 
-#: Where a pooled connection keeps its memo (SQLAlchemy's per-connection ``info``).
-INFO_KEY = "coursebook.memo"
 #: A memo holding more entries than this starts again empty (many distinct tokens or
 #: filter combinations between two writes).
 MAX_ENTRIES = 10_000
-#: What a statement labels the write count it read beside its data (PostgreSQL).
+#: What a statement labels the write count it read beside its data.
 VERSION = "_data_version"
 
-_DATA_VERSION = Query(text("PRAGMA data_version").columns(column("data_version", Integer)))
-#: The write count, as a column any statement can add (``Memo.versioned``).
-WRITE_COUNT = select(data_version.c.version).where(data_version.c.id == 1).scalar_subquery()
+
+class _WriteCount(ColumnElement[int]):
+    """The database's write count, as a column any statement can add: what the
+    statement's snapshot shows of it (``Memo.observe``)."""
+
+    type = Integer()
+    inherit_cache = True
+
+
+@compiles(_WriteCount)
+def _counted(_element: _WriteCount, compiler: SQLCompiler, **kw: Any) -> str:
+    """PostgreSQL: the row the triggers of migration 0006 add to."""
+    counted = select(data_version.c.version).where(data_version.c.id == 1).scalar_subquery()
+    return compiler.process(counted, **kw)
+
+
+@compiles(_WriteCount, "sqlite")
+def _sqlite_data_version(_element: _WriteCount, _compiler: SQLCompiler, **_kw: Any) -> str:
+    """SQLite: the connection's ``data_version``, as of the statement's snapshot."""
+    return "(SELECT data_version FROM pragma_data_version())"
+
+
+WRITE_COUNT = _WriteCount()
 _WRITE_COUNT = Query(select(WRITE_COUNT.label(VERSION)))
 
 T = TypeVar("T")
@@ -63,8 +84,8 @@ class Memo:
 
     __slots__ = ("entries", "version")
 
-    #: Whether the memo's version is the write count (PostgreSQL), which the request's
-    #: statements read and ``observe``; SQLite's memo is checked once, up front.
+    #: Whether the memo's version is the write count, which the request's statements
+    #: read and ``observe`` (every memo but ``NO_MEMO``).
     versioned = False
 
     def __init__(self, version: int | None) -> None:
@@ -84,15 +105,15 @@ class Memo:
         return value
 
     def observe(self, version: int | None) -> None:
-        """A statement of the request read the write count ``version`` (SQLite: never)."""
+        """A statement of the request read the write count ``version``."""
 
     def confirm(self, conn: Connection) -> None:
         """Check the memo against the database when no statement of the request read the
-        write count (a request answered 404): one statement, on PostgreSQL only."""
+        write count (a request answered 404): one statement."""
 
 
 class _Versioned(Memo):
-    """A worker's memo on PostgreSQL, trusted while the write count has not moved."""
+    """A memo trusted while the write count has not moved."""
 
     __slots__ = ()
 
@@ -114,7 +135,7 @@ class _Versioned(Memo):
 
 
 class _Forgetful(Memo):
-    """A memo that keeps nothing: where the database gives no change signal."""
+    """A memo that keeps nothing (commands and tests that read outside a request)."""
 
     __slots__ = ()
 
@@ -126,7 +147,9 @@ NO_MEMO: Memo = _Forgetful(None)
 
 
 class Shared:
-    """A worker's memo on PostgreSQL, shared by its concurrent requests.
+    """The memo of a connection's reads: on PostgreSQL, the worker's, shared by its
+    concurrent requests; on SQLite, the kept connection's (its ``data_version`` is its
+    own).
 
     ``current`` is replaced by an empty memo when a request finds it stale (or full);
     a request keeps the memo it started with, so one that began before the change
@@ -152,17 +175,3 @@ class Shared:
         the current one from now on."""
         held = self.current = _Versioned(None)
         return held
-
-
-def memo(conn: Connection) -> Memo:
-    """``conn``'s memo on SQLite, emptied if the database changed since it was last
-    asked; ``NO_MEMO`` on a backend without a change signal of its own (PostgreSQL's
-    is ``Shared``, which the service holds)."""
-    if conn.dialect.name != "sqlite":
-        return NO_MEMO
-    version = _DATA_VERSION.rows(conn, {})[0]["data_version"]
-    info = conn.connection.info
-    held: Memo | None = info.get(INFO_KEY)
-    if held is None or held.version != version or len(held.entries) > MAX_ENTRIES:
-        held = info[INFO_KEY] = Memo(version)
-    return held

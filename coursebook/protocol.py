@@ -5,8 +5,8 @@ httptools has no limit of its own on a header's size or number, and the applicat
 sees headers only once all of them are parsed: a 100 MB header would be held in
 memory whole before any ASGI code could refuse it. Here the bytes of a request's head
 are counted before the parser is given them, so a worker never holds more than the
-limit (plus one read of the socket) of any request's head, and the request line and
-the number of header fields are bounded as the parser reports them. A refused request
+limit (plus one read of the socket) of any request's head; the request line and the
+number of header fields are checked when the head is complete. A refused request
 is answered in TeamUp's error body, as every other error is, and its connection closed.
 """
 
@@ -61,7 +61,6 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         super().__init__(*args, **kwargs)
         self.head_limits = self.limits or configured_limits()
         self.head_bytes = 0
-        self.header_count = 0
         self.in_head = True
         self.refusal: ApiError | None = None
         self.refused = False
@@ -88,29 +87,27 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         else:
             self.data_received(data[room:])
 
-    def on_url(self, url: bytes) -> None:
-        super().on_url(url)
-        if len(self.url) > self.head_limits.request_line:
-            limit = self.head_limits.request_line
+    def on_headers_complete(self) -> None:
+        # The request line and the header fields are checked once the head is parsed,
+        # not in a callback of ours per field (a Python call each, on every request):
+        # the head's bytes, and so what the parser kept of them, are bounded already.
+        limits = self.head_limits
+        if len(self.url) > limits.request_line:
             self.refusal = ApiError(
-                414, "uri_too_long", f"The request target is longer than {limit} bytes."
+                414,
+                "uri_too_long",
+                f"The request target is longer than {limits.request_line} bytes.",
             )
             raise _Refused
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self.header_count += 1
-        if self.header_count > self.head_limits.header_count:
-            self.refusal = too_large("The request", self.head_limits.header_count, "header fields")
+        if len(self.headers) > limits.header_count:
+            self.refusal = too_large("The request", limits.header_count, "header fields")
             raise _Refused
-        super().on_header(name, value)
-
-    def on_headers_complete(self) -> None:
         self.in_head = False
         super().on_headers_complete()
 
     def on_message_complete(self) -> None:
         super().on_message_complete()
-        self.in_head, self.head_bytes, self.header_count = True, 0, 0
+        self.in_head, self.head_bytes = True, 0
 
     def send_400_response(self, msg: str) -> None:
         """What uvicorn answers when the parser fails: a limit a callback found broken (it

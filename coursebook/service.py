@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -28,8 +29,8 @@ from coursebook.db import Connections, snapshot
 from coursebook.errors import ApiError, invalid, not_found
 from coursebook.fields import PROVIDER_ID, Listing, RenderContext, Resource, select_columns
 from coursebook.listing import Query, envelope, page_number, parse_list_query
-from coursebook.loader import Loaded, load
-from coursebook.memo import VERSION, WRITE_COUNT, Memo, Shared, Stale, memo
+from coursebook.loader import Loaded, load, reads_count_per_level
+from coursebook.memo import VERSION, WRITE_COUNT, Memo, Shared, Stale
 from coursebook.metrics import TALLY
 from coursebook.models import Id
 from coursebook.projection import Projection, compile_projection
@@ -187,8 +188,21 @@ class Service:
     def __init__(self, connections: Connections, *, budget: int) -> None:
         self.connections = connections
         self.budget = budget
-        #: PostgreSQL: the worker's memo (SQLite keeps one per connection).
+        #: PostgreSQL: the worker's memo (SQLite keeps one per connection: ``_memo_of``).
         self.shared = None if connections.keep else Shared()
+        self._local = threading.local()
+
+    def _memo_of(self, conn: Connection) -> Shared:
+        """The memo of what is read through ``conn``: the worker's on PostgreSQL; on
+        SQLite the thread's kept connection's, begun again with each new connection
+        (``data_version`` counts what that connection has seen)."""
+        if self.shared is not None:
+            return self.shared
+        local = self._local
+        if getattr(local, "conn", None) is not conn:
+            local.conn, local.shared = conn, Shared()
+        shared: Shared = local.shared
+        return shared
 
     @contextmanager
     def _caller(
@@ -197,13 +211,12 @@ class Service:
         """A connection for the request (``Connections.connect``), and the authorised
         caller (noted in ``trace``)."""
         with self.connections.connect() as conn:
-            if self.shared is None:
-                remembered = memo(conn)
-            elif _AGAIN.get():
+            shared = self._memo_of(conn)
+            if _AGAIN.get():
                 snapshot(conn)
-                remembered = self.shared.renew()
+                remembered = shared.renew()
             else:
-                remembered = self.shared.get()
+                remembered = shared.get()
             try:
                 caller = authorize(conn, credentials, base_url, remembered)
                 if trace is not None:
@@ -253,10 +266,10 @@ class Service:
             projection = project(caller, resource, query)
             if object_id is None:
                 raise not_found()
-            if projection.children and not caller.memo.versioned:
-                # The relations are read as the object was: in one snapshot (SQLite's
-                # request already is one); PostgreSQL's statements each read the write
-                # count instead, and a request that saw it move is read again.
+            if projection.children and not reads_count_per_level(conn):
+                # The relations are read as the object was: in one snapshot (SQLite);
+                # PostgreSQL's level statements each read the write count instead, and
+                # a request that saw it move is read again.
                 snapshot(conn)
             access = caller.access
             remembered = caller.memo

@@ -204,12 +204,9 @@ class Api:
         """The served database's dialect: ``sqlite`` or ``postgresql``."""
         return str(self.app.engine.dialect.name)
 
-    @property
-    def plain_statements(self) -> int:
-        """The statements of a plain retrieve with a warm memo: on SQLite the PRAGMA that
-        checks the memo is current, and the session; on PostgreSQL the session alone,
-        beside the write count that does the same check (``coursebook.memo``)."""
-        return 2 if self.backend == "sqlite" else 1
+    #: The statements of a plain retrieve with a warm memo: the session alone, beside
+    #: the write count that says the memo is current (``coursebook.memo``).
+    plain_statements = 1
 
     def statements(self, path: str, token: str, params: dict[str, str]) -> tuple[int, Any]:
         """The number of SQL statements one request ran, and its JSON body.

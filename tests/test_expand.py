@@ -215,8 +215,8 @@ def test_statement_count_is_fixed_whatever_the_rows(api: Api, demo: Demo) -> Non
     small_count, small_body = api.statements(path.format(small), token, {"expand": FULL_EXPANSION})
     assert len(big_body["course"]["course_sessions"]) >= 200
     assert len(small_body["course"]["course_sessions"]) < len(big_body["course"]["course_sessions"])
-    # A plain retrieve's statements (the session, and on SQLite the PRAGMA that checks
-    # the memo is current), then on SQLite one statement per expanded relation: venue,
+    # A plain retrieve's statement (the session, beside the write count that says the
+    # memo is current), then on SQLite one statement per expanded relation: venue,
     # venue_rooms, instructors, their schedules, course, offering_type, category, its
     # instructors, their schedules, memberships, timelines, schedule links, sessions;
     # on PostgreSQL one per level of them (four).

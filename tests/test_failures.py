@@ -102,9 +102,9 @@ def test_revocation_takes_effect_in_every_worker(backend: str, tmp_path: Path) -
     """Two servers of two workers each on one database, as two hosts would run: a changed
     permission applies, and a revoked token fails, on the next request to any worker.
 
-    Nothing a worker remembers between requests outlives a change: on SQLite the memo is
-    dropped when ``PRAGMA data_version`` moves; on PostgreSQL when the write count a
-    request's statement reads is not the one the memo was read at."""
+    Nothing a worker remembers between requests outlives a change: the memo is dropped
+    when the write count a request's statement reads (SQLite's ``data_version``,
+    PostgreSQL's counted writes) is not the one the memo was read at."""
     with empty_database(backend, tmp_path) as url:
         env = {**os.environ, "COURSEBOOK_DATABASE_URL": url, "COURSEBOOK_LOG_LEVEL": "warning"}
         bin_dir = Path(sys.executable).parent

@@ -254,9 +254,8 @@ def test_statements_per_page_are_fixed(api: Api, demo: Demo) -> None:
         counts.add(count)
     # The page, then on SQLite one per expanded relation (four), on PostgreSQL one per
     # level of them (two): a warm memo holds the token and the count, checked current by
-    # one PRAGMA on SQLite and by the write count the page's statement reads beside it
-    # on PostgreSQL.
-    expected = 2 + 4 if api.backend == "sqlite" else 1 + 2
+    # the write count the page's statement reads beside it.
+    expected = 1 + 4 if api.backend == "sqlite" else 1 + 2
     assert counts == {expected}
 
 

@@ -16,7 +16,7 @@ from sqlalchemy import delete, event, insert, select, update
 
 from coursebook import models as m
 from coursebook.db import Connections, create_db_engine
-from coursebook.memo import MAX_ENTRIES, memo
+from coursebook.memo import MAX_ENTRIES, Shared
 from coursebook.tokens import create_token
 from tests.support import Api, Demo, inserted_id
 
@@ -114,12 +114,10 @@ def test_statements_with_a_cold_and_a_warm_memo(
     before = api.counter.count
     assert api.get(path, secret).status_code == 200
     warm = api.counter.count - before
-    if api.backend == "sqlite":
-        assert (cold, warm) == (3, 2)  # PRAGMA data_version, [token,] session
-    else:
-        # token, session; then the session alone, beside the write count that says the
-        # token read before is still current
-        assert (cold, warm) == (2, 1)
+    # token, session; then the session alone, beside the write count that says the
+    # token read before is still current (no BEGIN or ROLLBACK either: not counted, and
+    # not sent)
+    assert (cold, warm) == (2, 1)
 
 
 def test_connections_are_kept_not_checked_out_per_request(api: Api, demo: Demo) -> None:
@@ -157,17 +155,14 @@ def test_a_kept_connection_recovers_from_an_invalidated_driver_connection(
     assert again.closed
 
 
-def test_a_memo_past_its_bound_starts_again(tmp_path: Path) -> None:
-    (tmp_path / "bound.sqlite3").touch()
-    connections = Connections(create_db_engine(f"sqlite:///{tmp_path}/bound.sqlite3"))
-    with connections.connect() as conn:
-        remembered = memo(conn)
-        remembered.entries.update({("count", n): n for n in range(MAX_ENTRIES)})
-        assert memo(conn) is remembered  # at the bound: kept
-        assert remembered.get(("count", "one more"), lambda: 1) == 1
-        fresh = memo(conn)
-        assert fresh is not remembered and fresh.entries == {}
-    connections.close()
+def test_a_memo_past_its_bound_starts_again() -> None:
+    shared = Shared()
+    remembered = shared.get()
+    remembered.entries.update({("count", n): n for n in range(MAX_ENTRIES)})
+    assert shared.get() is remembered  # at the bound: kept
+    assert remembered.get(("count", "one more"), lambda: 1) == 1
+    fresh = shared.get()
+    assert fresh is not remembered and fresh.entries == {}
 
 
 @pytest.mark.writes
@@ -244,12 +239,11 @@ def test_every_write_to_every_table_moves_the_write_count(demo: Demo) -> None:
         assert version() == before + 1, f"a write to {name} did not move the write count"
 
 
-@pytest.mark.postgresql
 @pytest.mark.writes
 def test_a_write_between_the_token_and_the_session_reads_the_request_again(
     api: Api, demo: Demo, fresh_token: tuple[int, str]
 ) -> None:
-    """PostgreSQL reads a cold token outside any transaction: a permission withdrawn
+    """A cold token is read outside any transaction: a permission withdrawn
     after the token's statement and before the session's shows in the write count the
     session's statement reads, and the request is read again from the start (in one
     snapshot), so it answers as of after the write instead of mixing the two."""
