@@ -6,10 +6,14 @@ speed drifts by tens of percent within minutes, and not evenly for every kind of
 So whether a change made a scenario slower is measured here: the revision is checked
 out into a temporary worktree, each tree serves the small demo dataset it makes itself
 (1 worker, the same settings), and wrk drives them in turn, round after round, with
-the ceiling between rounds. The answer is each tree's mean requests per second and its
+the ceiling between rounds. Each scenario requests the sessions ``make bench`` does
+(``bench.run.scenario_ids``). The answer is each tree's mean requests per second and its
 ratio to the other's.
 
     python -m bench.against REVISION [--scenario R1 R2] [--rounds 4] [--seconds 5]
+        [--variant "COURSEBOOK_ACCESS_LOG=0 COURSEBOOK_METRICS=0"] [--output FILE]
+
+``--variant`` serves this tree once more with those settings, in the same rounds.
 
 The revision's dependencies must be installed in this virtualenv (an earlier revision
 of this project needs a subset of this one's).
@@ -20,12 +24,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sqlite3
 import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 
 from bench.run import (
@@ -40,12 +44,10 @@ from bench.run import (
     log,
     machine,
     run_wrk,
+    scenario_ids,
     scenario_paths,
     serving,
 )
-
-#: Sessions each scenario cycles through (the main provider's first ones).
-SESSIONS = 300
 
 
 @contextmanager
@@ -67,11 +69,14 @@ def worktree(revision: str) -> Iterator[Path]:
             )
 
 
-def serve(tree: Path, data: Path, stack: ExitStack) -> tuple[int, str, list[int]]:
-    """Serve ``tree``'s code on a small demo dataset it makes; its port, admin token and
-    the main provider's first session ids."""
-    database = data / f"{tree.name}.sqlite3"
-    manifest = data / f"{tree.name}.json"
+def serve(
+    tree: Path, data: Path, stack: ExitStack, settings: dict[str, str]
+) -> tuple[int, str, list[int]]:
+    """Serve ``tree``'s code with ``settings`` on a small demo dataset it makes; its port,
+    admin token and the session ids the scenarios request."""
+    name = f"{tree.name}-{len(list(data.glob('*.json')))}"
+    database = data / f"{name}.sqlite3"
+    manifest = data / f"{name}.json"
     run = [str(BIN / "python"), "-c", "from coursebook.cli import app; app()"]
     env = {
         **os.environ,
@@ -79,6 +84,7 @@ def serve(tree: Path, data: Path, stack: ExitStack) -> tuple[int, str, list[int]
         "PYTHONPATH": str(tree),
         "COURSEBOOK_DATABASE_URL": f"sqlite:///{database}",
         "COURSEBOOK_LOG_LEVEL": "warning",
+        **settings,
     }
     subprocess.run(
         [*run, "demo", "--scale", "small", "--seed", "42", "--manifest", str(manifest)],
@@ -88,15 +94,11 @@ def serve(tree: Path, data: Path, stack: ExitStack) -> tuple[int, str, list[int]
         stdout=subprocess.DEVNULL,
     )
     made = json.loads(manifest.read_text())
-    with sqlite3.connect(database) as conn:
-        rows = conn.execute(
-            "SELECT id FROM course_sessions WHERE provider_id = ? ORDER BY id LIMIT ?",
-            (made["providers"]["main"], SESSIONS),
-        ).fetchall()
     port = free_port()
     command = [*run, "serve", "--port", str(port), "--workers", "1"]
     stack.enter_context(serving(command, env, port, cwd=tree))
-    return port, made["tokens"]["admin"], [int(row[0]) for row in rows]
+    ids = scenario_ids(f"sqlite:///{database}", made["providers"]["main"])
+    return port, made["tokens"]["admin"], ids
 
 
 def main() -> None:
@@ -105,15 +107,24 @@ def main() -> None:
     parser.add_argument("--scenario", nargs="+", default=["R1", "R2"], choices=["R1", "R2", "R3"])
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--seconds", type=int, default=5)
+    parser.add_argument("--variant", help="settings (NAME=VALUE ...) for this tree once more")
+    parser.add_argument("--output", type=Path, help="write the table here (Markdown)")
     args = parser.parse_args()
+    variant = dict(item.split("=", 1) for item in (args.variant or "").split())
     wrk = ensure_wrk()
     with (
         tempfile.TemporaryDirectory(prefix="coursebook-against-data-") as scratch,
         ExitStack() as stack,
     ):
         data = Path(scratch)
-        trees = {"this tree": ROOT, args.revision: stack.enter_context(worktree(args.revision))}
-        served = {name: serve(tree, data, stack) for name, tree in trees.items()}
+        earlier = stack.enter_context(worktree(args.revision))
+        trees: dict[str, tuple[Path, dict[str, str]]] = {
+            "this tree": (ROOT, {}),
+            args.revision: (earlier, {}),
+        }
+        if variant:
+            trees[f"this tree, {args.variant}"] = (ROOT, variant)
+        served = {name: serve(tree, data, stack, env) for name, (tree, env) in trees.items()}
         body = data / "ceiling-body.json"
         body.write_bytes(b"{}")
         ceiling_port = free_port()
@@ -147,20 +158,28 @@ def main() -> None:
                 log(f"round {number + 1} {key[0]} {key[1]}: {result['rps']:.0f} req/s")
         ceilings.append(run_wrk(wrk, ceiling_url, ceiling_paths, None, args.seconds)["rps"])
     ceiling = sum(ceilings) / len(ceilings)
-    print(
-        f"\n{machine()}; wrk, {CONNECTIONS} connections, 1 worker, {args.rounds} rounds of "
-        f"{args.seconds} s; ceiling {ceiling:,.0f} req/s (mean of {len(ceilings)} runs)\n"
-    )
-    print(f"| scenario | tree | req/s | ratio to ceiling | to {args.revision} |")
-    print("| --- | --- | ---: | ---: | ---: |")
+    lines = [
+        f"`python -m bench.{Path(__file__).stem} {' '.join(sys.argv[1:])}` on "
+        f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC.",
+        "",
+        f"{machine()}; wrk, {CONNECTIONS} connections, 1 worker, the small dataset, "
+        f"{args.rounds} rounds of {args.seconds} s; ceiling {ceiling:,.0f} req/s (mean of "
+        f"{len(ceilings)} runs, between the rounds).",
+        "",
+        f"| scenario | tree | req/s | ratio to ceiling | to {args.revision} |",
+        "| --- | --- | ---: | ---: | ---: |",
+    ]
     for scenario in args.scenario:
         base = sum(measured[args.revision, scenario]) / args.rounds
         for name in served:
             mean = sum(measured[name, scenario]) / args.rounds
-            print(
+            lines.append(
                 f"| {scenario} {SCENARIOS[scenario][0]} | {name} | {mean:,.0f} | "
                 f"{mean / ceiling:.1%} | {mean / base:.0%} |"
             )
+    print("\n" + "\n".join(lines))
+    if args.output:
+        args.output.write_text("\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":
