@@ -408,6 +408,7 @@ class CoursebookApp:
                 gc.collect()
                 gc.freeze()
                 self.drain.install()
+                self.connections.serve_on(asyncio.get_running_loop())
                 if self.publisher is not None:
                     self._timers.append(
                         asyncio.create_task(_every(PUBLISH_SECONDS, self.publisher.publish))
@@ -428,6 +429,7 @@ class CoursebookApp:
                 accesslog.flush()
                 if self.limiter is not None:
                     await self.limiter.close()
+                self.connections.serve_on(None)
                 if self.suspends:
                     await greenlet_spawn(self.connections.close)
                 else:

@@ -186,7 +186,10 @@ class Connections:
         database = engine.url.database if self.keep else None
         #: The SQLite file, whose identity each request compares with its connection's.
         self.path = database if database and database != ":memory:" else None
-        self._local = threading.local()
+        self._local = _Thread()
+        #: The event loop requests are served on, and its thread (``serve_on``).
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread: int | None = None
         self._kept: list[Connection] = []
         self._lock = threading.Lock()
         #: PostgreSQL: connections open and free, how many are open, who waits for one.
@@ -204,7 +207,7 @@ class Connections:
         """
         if not self.keep:
             return _Lent(self)
-        conn: Connection | None = getattr(self._local, "conn", None)
+        conn = self._local.conn
         if conn is None or conn.closed or conn.invalidated or self._replaced(conn):
             conn = self._reopen(conn)
         return _Kept(conn)
@@ -276,12 +279,38 @@ class Connections:
     def _replaced(self, conn: Connection) -> bool:
         """Whether the database's path names another file than ``conn`` opened: one
         ``stat``, against the identity noted at connection (kept beside it, in the
-        thread's own state: reaching ``conn.info`` costs as much as the ``stat``)."""
+        thread's own state: reaching ``conn.info`` costs as much as the ``stat``).
+
+        On an event loop the answer holds for the rest of the loop's turn. A request
+        is read from its socket in a turn's I/O phase, before any callback of that
+        turn runs, so every request whose database work runs in a turn arrived before
+        the first ``stat`` of that turn: a file replaced before a request was sent is
+        seen by it. Under load a turn serves many requests, and a system call costs
+        several microseconds more on a busy request path than in a tight loop (the
+        caches it evicts), so this saves most of them their ``stat``. The turn ends
+        with the callback ``call_soon`` queues now, which runs before the requests of
+        the next turn's I/O phase do.
+        """
         if self.path is None:
             return False
+        local = self._local
+        if local.checked:
+            return False
         found = os.stat(self.path)
-        opened: tuple[int, int] | None = self._local.identity
-        return (found.st_dev, found.st_ino) != opened
+        loop = self._loop
+        if loop is not None and threading.get_ident() == self._loop_thread:
+            local.checked = True
+            loop.call_soon(_uncheck, local)
+        return (found.st_dev, found.st_ino) != local.identity
+
+    def serve_on(self, loop: asyncio.AbstractEventLoop | None) -> None:
+        """Requests are served on ``loop`` in this thread from now on (None: no more), so
+        ``_replaced`` may keep its answer for the rest of each of its turns. Without one
+        (commands, a test that starts no lifespan) every call asks. Passed in once, as
+        ``asyncio.get_running_loop`` asks the kernel for the process id on each call
+        (Python 3.11)."""
+        self._loop = loop
+        self._loop_thread = threading.get_ident() if loop is not None else None
 
     def _reopen(self, stale: Connection | None) -> Connection:
         """A new kept connection for this thread, in place of ``stale``."""
@@ -309,6 +338,20 @@ class Connections:
         for conn in kept:
             conn.close()
         self.engine.dispose()
+
+
+class _Thread(threading.local):
+    """A thread's kept SQLite connection, the identity of the file it opened, and
+    whether that identity was checked in the event loop's current turn."""
+
+    conn: Connection | None = None
+    identity: tuple[int, int] | None = None
+    checked = False
+
+
+def _uncheck(local: _Thread) -> None:
+    """End a loop turn's answer to ``Connections._replaced``."""
+    local.checked = False
 
 
 def _file_identity(path: str) -> tuple[int, int]:

@@ -12,8 +12,10 @@ is answered in TeamUp's error body, as every other error is, and its connection 
 
 from __future__ import annotations
 
+import asyncio
 import functools
-from typing import Any, NamedTuple
+from collections.abc import Iterable
+from typing import Any, NamedTuple, cast
 
 import orjson
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
@@ -64,6 +66,9 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self.in_head = True
         self.refusal: ApiError | None = None
         self.refused = False
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(cast(asyncio.Transport, Coalescing(transport, self.loop)))
 
     def data_received(self, data: bytes) -> None:
         if self.refused:
@@ -131,6 +136,64 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         if self.transport.can_write_eof():
             self.transport.write_eof()
         self.loop.call_later(LINGER_SECONDS, self.transport.close)
+
+
+class Coalescing:
+    """A transport that sends a response's head and body in one system call.
+
+    uvicorn writes the head when the application starts its response and the body when
+    it sends it: two ``write`` calls, two system calls and two TCP segments for every
+    response, each waking the client. This holds what is written until the next write,
+    which then goes out with it in one ``writelines`` (one ``writev``), or until the end
+    of the event loop's turn, whichever comes first, so the head and body of a response
+    sent in one turn (every answer of this application) leave together, and nothing
+    waits longer than the turn. Closing, or ending the stream, sends what is held
+    first; everything else is the transport's own.
+    """
+
+    __slots__ = ("_held", "_loop", "_transport")
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self._transport = transport
+        self._loop = loop
+        self._held: bytes | None = None
+
+    def write(self, data: bytes) -> None:
+        held = self._held
+        if held is None:
+            self._held = data
+            self._loop.call_soon(self.flush)
+        else:
+            self._held = None
+            self._transport.writelines((held, data))
+
+    def flush(self) -> None:
+        """Send what is held, if anything."""
+        held = self._held
+        if held is not None:
+            self._held = None
+            self._transport.write(held)
+
+    def writelines(self, data: Iterable[bytes]) -> None:
+        self.flush()
+        self._transport.writelines(data)
+
+    def write_eof(self) -> None:
+        self.flush()
+        self._transport.write_eof()
+
+    def close(self) -> None:
+        self.flush()
+        self._transport.close()
+
+    def is_closing(self) -> bool:
+        return self._transport.is_closing()
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return self._transport.get_extra_info(name, default)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
 
 
 def too_large(what: str, limit: int, unit: str) -> ApiError:
