@@ -294,7 +294,7 @@ class Connections:
         if self.path is None:
             return False
         local = self._local
-        if local.checked:
+        if local.checked and self._loop is not None:
             return False
         found = os.stat(self.path)
         loop = self._loop
@@ -311,6 +311,7 @@ class Connections:
         (Python 3.11)."""
         self._loop = loop
         self._loop_thread = threading.get_ident() if loop is not None else None
+        self._local.checked = False  # a turn of a loop that stopped says nothing now
 
     def _reopen(self, stale: Connection | None) -> Connection:
         """A new kept connection for this thread, in place of ``stale``."""
