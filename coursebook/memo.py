@@ -84,10 +84,6 @@ class Memo:
 
     __slots__ = ("entries", "version")
 
-    #: Whether the memo's version is the write count, which the request's statements
-    #: read and ``observe`` (every memo but ``NO_MEMO``).
-    versioned = False
-
     def __init__(self, version: int | None) -> None:
         self.version = version
         self.entries: dict[Hashable, Any] = {}
@@ -116,8 +112,6 @@ class _Versioned(Memo):
     """A memo trusted while the write count has not moved."""
 
     __slots__ = ()
-
-    versioned = True
 
     def observe(self, version: int | None) -> None:
         """Raise ``Stale`` when ``version`` is not the count the entries were read at.

@@ -121,18 +121,16 @@ def _own_provider(resource: Resource) -> tuple[ColumnElement[bool], ...]:
 _retrieve_queries = QueryCache(limit=1024)
 
 
-def retrieve_query(
-    resource: Resource, scope: Scope, columns: frozenset[str], versioned: bool
-) -> Statement:
-    """The statement reading one object of ``resource`` under ``scope``, built once;
-    ``versioned``: with the write count beside it (``Memo.observe``)."""
+def retrieve_query(resource: Resource, scope: Scope, columns: frozenset[str]) -> Statement:
+    """The statement reading one object of ``resource`` under ``scope``, with the write
+    count beside it (``Memo.observe``), built once."""
     return _retrieve_queries.get(
-        (resource.name, scope.name, columns, versioned),
+        (resource.name, scope.name, columns),
         lambda: (
             select_columns(resource, columns)
             .add_columns(
                 scope.permitted_condition(resource.name).label(PERMITTED),
-                *((WRITE_COUNT.label(VERSION),) if versioned else ()),
+                WRITE_COUNT.label(VERSION),
             )
             .where(
                 resource.table.c.id == OBJECT_ID,
@@ -273,12 +271,12 @@ class Service:
                 snapshot(conn)
             access = caller.access
             remembered = caller.memo
-            rows = retrieve_query(
-                resource, access.scope, projection.columns, remembered.versioned
-            ).rows(conn, {**access.params, OBJECT_ID.key: object_id})
+            rows = retrieve_query(resource, access.scope, projection.columns).rows(
+                conn, {**access.params, OBJECT_ID.key: object_id}
+            )
             if not rows:
                 raise not_found()
-            remembered.observe(rows[0].get(VERSION))
+            remembered.observe(rows[0][VERSION])
             if not rows[0][PERMITTED]:
                 raise ApiError(
                     403, "permission_denied", "You may only read the course sessions you instruct."
@@ -352,11 +350,10 @@ class Service:
                     .limit(parsed.page_size)
                     .offset(offset)
                 )
-                versioned = (WRITE_COUNT.label(VERSION),) if remembered.versioned else ()
                 TALLY.statements += 1
                 result = conn.execute(
                     select_columns(resource, projection.columns)
-                    .add_columns(*versioned)
+                    .add_columns(WRITE_COUNT.label(VERSION))
                     .where(resource.table.c.id.in_(page_ids))
                     .order_by(*parsed.order_by),
                     access.params,
@@ -364,7 +361,7 @@ class Service:
                 keys = tuple(result.keys())
                 rows = [dict(zip(keys, row, strict=True)) for row in result.fetchall()]
                 if rows:
-                    remembered.observe(rows[0].get(VERSION))
+                    remembered.observe(rows[0][VERSION])
                 elif not counted:
                     remembered.confirm(conn)
                 level = self._load(conn, caller, projection, rows, base_url)
