@@ -34,10 +34,10 @@ def mean_us(calls: int, call: Callable[[], Any]) -> float:
 
 def main() -> None:
     calls = int(sys.argv[1]) if len(sys.argv) > 1 else 5000
-    database, _manifest = dataset("small")
-    engine = create_db_engine(f"sqlite:///{database}")
+    url, _manifest = dataset("small")
+    engine = create_db_engine(url)
     columns = compile_projection(COURSE_SESSION.name, "", "").columns
-    query: Query = retrieve_query(COURSE_SESSION, STAFF, columns, False)
+    query: Query = retrieve_query(COURSE_SESSION, STAFF, columns)
     params = {"access_provider_id": 1, OBJECT_ID.key: 5}
     with engine.connect() as conn:
         compiled = query.statement.compile(dialect=engine.dialect)
