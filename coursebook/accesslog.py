@@ -165,7 +165,9 @@ def log_request(
             },
             option=orjson.OPT_APPEND_NEWLINE,
         )
-        return BUFFER.add(line.decode())
+        lines = BUFFER.lines  # ``Buffer.add``, without a call of its own
+        lines.append(line.decode())
+        return len(lines) >= FLUSH_LINES
     entry = {
         "method": method,
         "route": route,

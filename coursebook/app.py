@@ -106,11 +106,16 @@ def _parse_request(scope: Scope, public_url: str | None, hosts: AllowedHosts) ->
     headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in raw_headers}
     if len(headers) < len(raw_headers):
         _refuse_repeated(raw_headers)
-    query = parse_qs(
-        scope.get("query_string", b"").decode("latin-1"),
-        keep_blank_values=True,
-        encoding="utf-8",
-        errors="replace",
+    query_string = scope.get("query_string")
+    query = (
+        parse_qs(
+            query_string.decode("latin-1"),
+            keep_blank_values=True,
+            encoding="utf-8",
+            errors="replace",
+        )
+        if query_string
+        else {}
     )
     host = headers.get("host") or _server_host(scope)
     if not hosts.allows(host) and not _is_probe(scope["path"]):
@@ -316,48 +321,38 @@ class CoursebookApp:
         found: tuple[Route, dict[str, str]] | None,
         trace: Trace | None = None,
     ) -> Response:
-        """Run the endpoint of the route ``request`` matched (``found``); raises
-        ``ApiError`` for every error answer.
+        """Run the endpoint of the route ``request`` matched (``found``), with its path
+        parameters converted; raises ``ApiError`` for every error answer.
 
         Every answer of a route, errors included, names the query parameters it ignored.
         """
         if found is None:
             raise not_found()
         route, raw = found
-        ignored = ignored_parameters(route.endpoint, request.query)
-        if ignored is None:
-            return self.run(route, raw, request, fmt, trace)
+        ignored = ignored_parameters(route.endpoint, request.query) if request.query else None
         try:
-            response = self.run(route, raw, request, fmt, trace)
+            if request.method not in ALLOWED_METHODS:
+                raise ApiError(
+                    405,
+                    "method_not_allowed",
+                    f'Method "{request.method}" not allowed.',
+                    headers={"Allow": ", ".join(ALLOWED_METHODS)},
+                )
+            try:
+                params = route.convert(raw)
+            except ValueError:
+                # A parameter that is no id names nothing; the use case says so (404)
+                # after checking credentials, so that a caller without them learns nothing.
+                params = dict.fromkeys(raw)
+            response = self.endpoint(route, params, request, fmt, trace)
         except ApiError as error:
-            error.headers[IGNORED_PARAMETERS] = ignored
+            if ignored is not None:
+                error.headers[IGNORED_PARAMETERS] = ignored
             raise
+        if ignored is None:
+            return response
         header = (IGNORED_PARAMETERS.encode("latin-1"), ignored.encode("latin-1"))
         return response._replace(headers=(*response.headers, header))
-
-    def run(
-        self,
-        route: Route,
-        raw: dict[str, str],
-        request: Request,
-        fmt: Format,
-        trace: Trace | None = None,
-    ) -> Response:
-        """Check the method, convert the path parameters and answer with the endpoint."""
-        if request.method not in ALLOWED_METHODS:
-            raise ApiError(
-                405,
-                "method_not_allowed",
-                f'Method "{request.method}" not allowed.',
-                headers={"Allow": ", ".join(ALLOWED_METHODS)},
-            )
-        try:
-            params = route.convert(raw)
-        except ValueError:
-            # A parameter that is no id names nothing; the use case says so (404) after
-            # checking credentials, so that a caller without them learns nothing.
-            params = dict.fromkeys(raw)
-        return self.endpoint(route, params, request, fmt, trace)
 
     def endpoint(
         self,

@@ -51,6 +51,13 @@ class _Refused(Exception):
     """Raised from a parser callback to stop the parser: the request broke a limit."""
 
 
+# uvicorn's own callbacks, called directly on the request path (``super()`` makes an
+# object per call on Python 3.11).
+_feed = HttpToolsProtocol.data_received
+_headers_complete = HttpToolsProtocol.on_headers_complete
+_message_complete = HttpToolsProtocol.on_message_complete
+
+
 class LimitedHttpToolsProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol, refusing a request whose head breaks ``limits``:
     414 for its request line, 431 for its header fields, and a malformed request is a
@@ -74,12 +81,12 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         if self.refused:
             return  # lingering after a refusal: read and drop
         if not self.in_head:
-            super().data_received(data)
+            _feed(self, data)
             return
         room = self.head_limits.head_bytes - self.head_bytes
         if len(data) <= room:
             self.head_bytes += len(data)
-            super().data_received(data)
+            _feed(self, data)
             return
         # Give the parser only what the limit leaves room for: if that does not end the
         # head, the rest is never buffered.
@@ -108,10 +115,10 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             self.refusal = too_large("The request", limits.header_count, "header fields")
             raise _Refused
         self.in_head = False
-        super().on_headers_complete()
+        _headers_complete(self)
 
     def on_message_complete(self) -> None:
-        super().on_message_complete()
+        _message_complete(self)
         self.in_head, self.head_bytes = True, 0
 
     def send_400_response(self, msg: str) -> None:
@@ -151,12 +158,15 @@ class Coalescing:
     first; everything else is the transport's own.
     """
 
-    __slots__ = ("_held", "_loop", "_transport")
+    __slots__ = ("_held", "_loop", "_transport", "get_extra_info", "is_closing")
 
     def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
         self._transport = transport
         self._loop = loop
         self._held: bytes | None = None
+        # The transport's own methods, not a call through one of ours per request.
+        self.is_closing = transport.is_closing
+        self.get_extra_info = transport.get_extra_info
 
     def write(self, data: bytes) -> None:
         held = self._held
@@ -185,12 +195,6 @@ class Coalescing:
     def close(self) -> None:
         self.flush()
         self._transport.close()
-
-    def is_closing(self) -> bool:
-        return self._transport.is_closing()
-
-    def get_extra_info(self, name: str, default: Any = None) -> Any:
-        return self._transport.get_extra_info(name, default)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._transport, name)

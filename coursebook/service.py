@@ -12,8 +12,7 @@ from __future__ import annotations
 import functools
 import logging
 import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any, NamedTuple, ParamSpec, TypeVar
@@ -186,47 +185,40 @@ class Service:
     def __init__(self, connections: Connections, *, budget: int) -> None:
         self.connections = connections
         self.budget = budget
-        #: PostgreSQL: the worker's memo (SQLite keeps one per connection: ``_memo_of``).
+        #: PostgreSQL: the worker's memo (SQLite keeps one per connection: ``_remembered``).
         self.shared = None if connections.keep else Shared()
         self._local = threading.local()
 
-    def _memo_of(self, conn: Connection) -> Shared:
-        """The memo of what is read through ``conn``: the worker's on PostgreSQL; on
-        SQLite the thread's kept connection's, begun again with each new connection
-        (``data_version`` counts what that connection has seen)."""
-        if self.shared is not None:
-            return self.shared
-        local = self._local
-        if getattr(local, "conn", None) is not conn:
-            local.conn, local.shared = conn, Shared()
-        shared: Shared = local.shared
-        return shared
+    def _remembered(self, conn: Connection) -> Memo:
+        """What is remembered for a request on ``conn``: the worker's memo on PostgreSQL;
+        on SQLite the memo of the thread's kept connection, begun again with each new
+        connection (``data_version`` counts what that connection has seen). A request
+        read again (``_AGAIN``) begins it afresh, in a snapshot."""
+        shared = self.shared
+        if shared is None:
+            local = self._local
+            if getattr(local, "conn", None) is not conn:
+                local.conn, local.shared = conn, Shared()
+            shared = local.shared
+        if _AGAIN.get():
+            snapshot(conn)
+            return shared.renew()
+        return shared.get()
 
-    @contextmanager
-    def _caller(
-        self, credentials: Credentials, base_url: str, trace: Trace | None
-    ) -> Iterator[tuple[Connection, Caller]]:
-        """A connection for the request (``Connections.connect``), and the authorised
-        caller (noted in ``trace``)."""
-        with self.connections.connect() as conn:
-            shared = self._memo_of(conn)
-            if _AGAIN.get():
-                snapshot(conn)
-                remembered = shared.renew()
-            else:
-                remembered = shared.get()
-            try:
-                caller = authorize(conn, credentials, base_url, remembered)
-                if trace is not None:
-                    trace.token_id = caller.principal.token_id
-                    trace.provider_id = caller.access.provider_id
-                yield conn, caller
-            except ApiError as error:
-                if error.status != 401:  # authenticate confirms its own
-                    # An answer drawn from remembered access (a 403, a 404 hidden from
-                    # this caller) must not come from before a write: checked first.
-                    remembered.confirm(conn)
-                raise
+    @staticmethod
+    def _authorized(
+        conn: Connection,
+        credentials: Credentials,
+        base_url: str,
+        remembered: Memo,
+        trace: Trace | None,
+    ) -> Caller:
+        """The authorised caller (``authorize``), noted in ``trace``."""
+        caller = authorize(conn, credentials, base_url, remembered)
+        if trace is not None:
+            trace.token_id = caller.principal.token_id
+            trace.provider_id = caller.access.provider_id
+        return caller
 
     def _load(
         self,
@@ -260,29 +252,40 @@ class Service:
         """One object of ``resource``; 404 when the caller cannot see it (or ``object_id``
         is None: the path named no id), 403 when it exists for them but is not theirs to
         read (an instructor's other sessions)."""
-        with self._caller(credentials, base_url, trace) as (conn, caller):
-            projection = project(caller, resource, query)
-            if object_id is None:
-                raise not_found()
-            if projection.children and not reads_count_per_level(conn):
-                # The relations are read as the object was: in one snapshot (SQLite);
-                # PostgreSQL's level statements each read the write count instead, and
-                # a request that saw it move is read again.
-                snapshot(conn)
-            access = caller.access
-            remembered = caller.memo
-            rows = retrieve_query(resource, access.scope, projection.columns).rows(
-                conn, {**access.params, OBJECT_ID.key: object_id}
-            )
-            if not rows:
-                raise not_found()
-            remembered.observe(rows[0][VERSION])
-            if not rows[0][PERMITTED]:
-                raise ApiError(
-                    403, "permission_denied", "You may only read the course sessions you instruct."
+        with self.connections.connect() as conn:
+            remembered = self._remembered(conn)
+            try:
+                caller = self._authorized(conn, credentials, base_url, remembered, trace)
+                projection = project(caller, resource, query)
+                if object_id is None:
+                    raise not_found()
+                if projection.children and not reads_count_per_level(conn):
+                    # The relations are read as the object was: in one snapshot (SQLite);
+                    # PostgreSQL's level statements each read the write count instead,
+                    # and a request that saw it move is read again.
+                    snapshot(conn)
+                access = caller.access
+                rows = retrieve_query(resource, access.scope, projection.columns).rows(
+                    conn, {**access.params, OBJECT_ID.key: object_id}
                 )
-            level = self._load(conn, caller, projection, rows, base_url)
-            return render_one(projection, rows[0], level, caller.ctx)
+                if not rows:
+                    raise not_found()
+                remembered.observe(rows[0][VERSION])
+                if not rows[0][PERMITTED]:
+                    raise ApiError(
+                        403,
+                        "permission_denied",
+                        "You may only read the course sessions you instruct.",
+                    )
+                level = (
+                    self._load(conn, caller, projection, rows, base_url)
+                    if projection.children
+                    else ()
+                )
+                return render_one(projection, rows[0], level, caller.ctx)
+            except ApiError as error:
+                _confirm_refusal(conn, remembered, error)
+                raise
 
     @_reading
     def list(
@@ -301,71 +304,76 @@ class Service:
         however deep the page), and only its rows are then read whole.
         """
         resource = listing.resource
-        with self._caller(credentials, base_url, trace) as (conn, caller):
-            access = caller.access
-            projection = project(caller, resource, query)
-            parsed = parse_list_query(listing, query, access)
-            snapshot(conn)  # the count, the page and its relations agree
-            conditions = (
-                *access.filters(resource.name),
-                *parsed.conditions,
-                *_own_provider(resource),
-            )
-            remembered = caller.memo
-            counted = False
-
-            def count_rows() -> int:
-                nonlocal counted
-                TALLY.statements += 1
-                total, version = conn.execute(
-                    select(func.count(), WRITE_COUNT.label(VERSION))
-                    .select_from(resource.scope_from)
-                    .where(*conditions),
-                    access.params,
-                ).one()
-                remembered.observe(version)
-                counted = True
-                return int(total)
-
-            key = (
-                "count",
-                listing.path,
-                access.scope.name,
-                tuple(sorted(access.params.items())),
-                parsed.filter_key,
-            )
-            count: int = remembered.get(key, count_rows)
-            page = page_number(parsed.page, count, parsed.page_size)
-            offset = (page - 1) * parsed.page_size
-            results: list[dict[str, Any]] = []
-            if offset >= count:
-                if not counted:  # a remembered count, read again by nothing
-                    remembered.confirm(conn)
-            else:
-                page_ids = (
-                    select(resource.table.c.id)
-                    .select_from(resource.scope_from)
-                    .where(*conditions)
-                    .order_by(*parsed.order_by)
-                    .limit(parsed.page_size)
-                    .offset(offset)
+        with self.connections.connect() as conn:
+            remembered = self._remembered(conn)
+            try:
+                caller = self._authorized(conn, credentials, base_url, remembered, trace)
+                access = caller.access
+                projection = project(caller, resource, query)
+                parsed = parse_list_query(listing, query, access)
+                snapshot(conn)  # the count, the page and its relations agree
+                conditions = (
+                    *access.filters(resource.name),
+                    *parsed.conditions,
+                    *_own_provider(resource),
                 )
-                TALLY.statements += 1
-                result = conn.execute(
-                    select_columns(resource, projection.columns)
-                    .add_columns(WRITE_COUNT.label(VERSION))
-                    .where(resource.table.c.id.in_(page_ids))
-                    .order_by(*parsed.order_by),
-                    access.params,
+                counted = False
+
+                def count_rows() -> int:
+                    nonlocal counted
+                    TALLY.statements += 1
+                    total, version = conn.execute(
+                        select(func.count(), WRITE_COUNT.label(VERSION))
+                        .select_from(resource.scope_from)
+                        .where(*conditions),
+                        access.params,
+                    ).one()
+                    remembered.observe(version)
+                    counted = True
+                    return int(total)
+
+                key = (
+                    "count",
+                    listing.path,
+                    access.scope.name,
+                    tuple(sorted(access.params.items())),
+                    parsed.filter_key,
                 )
-                keys = tuple(result.keys())
-                rows = [dict(zip(keys, row, strict=True)) for row in result.fetchall()]
-                if rows:
-                    remembered.observe(rows[0][VERSION])
-                elif not counted:
-                    remembered.confirm(conn)
-                level = self._load(conn, caller, projection, rows, base_url)
-                results = render(projection, rows, level, caller.ctx)
+                count: int = remembered.get(key, count_rows)
+                page = page_number(parsed.page, count, parsed.page_size)
+                offset = (page - 1) * parsed.page_size
+                results: list[dict[str, Any]] = []
+                if offset >= count:
+                    if not counted:  # a remembered count, read again by nothing
+                        remembered.confirm(conn)
+                else:
+                    page_ids = (
+                        select(resource.table.c.id)
+                        .select_from(resource.scope_from)
+                        .where(*conditions)
+                        .order_by(*parsed.order_by)
+                        .limit(parsed.page_size)
+                        .offset(offset)
+                    )
+                    TALLY.statements += 1
+                    result = conn.execute(
+                        select_columns(resource, projection.columns)
+                        .add_columns(WRITE_COUNT.label(VERSION))
+                        .where(resource.table.c.id.in_(page_ids))
+                        .order_by(*parsed.order_by),
+                        access.params,
+                    )
+                    keys = tuple(result.keys())
+                    rows = [dict(zip(keys, row, strict=True)) for row in result.fetchall()]
+                    if rows:
+                        remembered.observe(rows[0][VERSION])
+                    elif not counted:
+                        remembered.confirm(conn)
+                    level = self._load(conn, caller, projection, rows, base_url)
+                    results = render(projection, rows, level, caller.ctx)
+            except ApiError as error:
+                _confirm_refusal(conn, remembered, error)
+                raise
         return envelope(base_url, listing.path, query, page, parsed.page_size, count, results)
 
     def ready(self) -> None:
@@ -398,6 +406,14 @@ UNREACHABLE = (PoolTimeout, TimeoutError, OSError)
 #: (57014), the server shutting down or starting (57P), connection trouble (08), too
 #: many connections (53300).
 UNAVAILABLE_STATES = ("57014", "57P", "08", "53300")
+
+
+def _confirm_refusal(conn: Connection, remembered: Memo, error: ApiError) -> None:
+    """Before ``error`` is answered: an answer drawn from remembered access (a 403, a 404
+    hidden from this caller) must not come from before a write, so the memo is checked
+    against the database (``authenticate`` confirms its own 401)."""
+    if error.status != 401:
+        remembered.confirm(conn)
 
 
 def _unavailable(error: DBAPIError) -> bool:
