@@ -347,18 +347,19 @@ _LATENCY = re.compile(r"^\s+(50|99)%\s+([\d.]+)(us|ms|s)\s*$", re.M)
 _UNIT = {"us": 0.001, "ms": 1.0, "s": 1000.0}
 
 
-def run_wrk(
+def wrk_command(
     wrk: str,
     url: str,
     paths: Path,
     token: str | None,
     seconds: int,
     connections: int = CONNECTIONS,
-) -> dict[str, float]:
-    """Requests per second, p50/p99 latency and non-2xx count of one wrk run."""
+    threads: int = 2,
+) -> list[str]:
+    """The wrk command line of one run over the request paths in ``paths``."""
     command = [
         wrk,
-        "-t2",
+        f"-t{threads}",
         f"-c{connections}",
         f"-d{seconds}s",
         "--timeout",
@@ -369,8 +370,11 @@ def run_wrk(
     ]
     if token:
         command += ["-H", f"Authorization: Bearer {token}"]
-    command += [url, "--", str(paths)]
-    output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    return [*command, url, "--", str(paths)]
+
+
+def wrk_result(output: str) -> dict[str, float]:
+    """Requests per second, requests, p50/p99 latency and errors of wrk's ``output``."""
     latency = {q: float(v) * _UNIT[u] for q, v, u in _LATENCY.findall(output)}
     rps = re.search(r"Requests/sec:\s+([\d.]+)", output)
     requests = re.search(r"(\d+) requests in", output)
@@ -388,6 +392,19 @@ def run_wrk(
         "errors": float(errors.group(1) if errors else 0)
         + (sum(int(n) for n in socket_errors.groups()) if socket_errors else 0),
     }
+
+
+def run_wrk(
+    wrk: str,
+    url: str,
+    paths: Path,
+    token: str | None,
+    seconds: int,
+    connections: int = CONNECTIONS,
+) -> dict[str, float]:
+    """Requests per second, p50/p99 latency and non-2xx count of one wrk run."""
+    command = wrk_command(wrk, url, paths, token, seconds, connections)
+    return wrk_result(subprocess.run(command, capture_output=True, text=True, check=True).stdout)
 
 
 def scenario_ids(url: str, provider_id: int) -> list[int]:

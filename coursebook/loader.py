@@ -289,8 +289,9 @@ def load(
     """
     if not projection.children and len(rows) <= budget:
         return ()
-    loader = _Loader(conn, access, budget, base_url, memo)
-    loader.read(projection, rows)
+    loader = _Loader(conn, access, budget, base_url, memo, room=max(budget - len(rows), 0) + 1)
+    if reads_count_per_level(conn):
+        loader.read(projection, rows)
     loader.spend(len(rows), projection.resource.name)
     return loader.level(projection, rows, {row["id"]: 1 for row in rows})
 
@@ -305,27 +306,36 @@ def reads_count_per_level(conn: Connection) -> bool:
 class _Loader:
     """The state of one request's loading: where, for whom, and the budget spent."""
 
-    __slots__ = ("access", "base_url", "budget", "conn", "memo", "read_rows", "rendered")
+    __slots__ = ("access", "base_url", "budget", "conn", "memo", "read_rows", "rendered", "room")
 
     def __init__(
-        self, conn: Connection, access: Access, budget: int, base_url: str, memo: Memo
+        self,
+        conn: Connection,
+        access: Access,
+        budget: int,
+        base_url: str,
+        memo: Memo,
+        *,
+        room: int,
     ) -> None:
         self.conn = conn
         self.access = access
         self.budget = budget
         self.base_url = base_url
         self.memo = memo
+        #: The most rows a to-many relation reads: one more than the budget has room
+        #: for after the top rows, enough to tell that a response would be too large.
+        self.room = room
         self.rendered = 0
-        #: The rows read for each relation of the projection, by its dotted path.
+        #: The rows read ahead for each relation of the projection (``read``), by its
+        #: dotted path.
         self.read_rows: dict[str, list[dict[str, Any]]] = {}
 
     def read(self, projection: Projection, rows: Sequence[Row]) -> None:
-        """Read the rows of every relation below ``rows``, a level at a time.
-
-        A to-many relation reads at most one row more than the budget has room for
-        after ``rows`` themselves: enough to tell that a response would be too large.
-        """
-        room = max(self.budget - len(rows), 0) + 1
+        """Read the rows of every relation below ``rows`` ahead, a level at a time, each
+        level in one statement (PostgreSQL: ``level_query``). Without it, ``_relation``
+        reads each relation's rows as it puts them together (SQLite)."""
+        room = self.room
         frontier: list[tuple[str, Projection, Sequence[Row]]] = [("", projection, rows)]
         while frontier:
             wanted: list[tuple[str, _Fetch]] = []
@@ -350,22 +360,15 @@ class _Loader:
                     frontier.append((path + ".", fetch.child, loaded))
 
     def _read_level(self, fetches: list[_Fetch]) -> list[list[dict[str, Any]]]:
-        """The rows of each of ``fetches`` (none for one without keys)."""
+        """The rows of each of ``fetches`` (none for one without keys), in one statement
+        that also reads the write count."""
         read: list[list[dict[str, Any]]] = [[] for _ in fetches]
         live = [(n, fetch) for n, fetch in enumerate(fetches) if fetch.keys]
         if not live:
             return read
         scope = self.access.scope
-        if not reads_count_per_level(self.conn):
-            for n, fetch in live:
-                params: dict[str, Any] = {**self.access.params, KEYS.key: fetch.keys}
-                if fetch.limit is not None:
-                    params[LIMIT.key] = fetch.limit
-                query = relation_query(fetch.relation, scope, fetch.child.columns)
-                read[n] = query.rows(self.conn, params)
-            return read
         level = level_query([fetch for _, fetch in live], scope, self.conn.dialect)
-        params = dict(self.access.params)
+        params: dict[str, Any] = dict(self.access.params)
         for m, (_, fetch) in enumerate(live):
             params[f"keys_{m}"] = fetch.keys
             if fetch.limit is not None:
@@ -410,6 +413,18 @@ class _Loader:
                 },
             )
 
+    def _fetch(
+        self, relation: Relation, child: Projection, keys: set[Any], limit: int | None
+    ) -> list[dict[str, Any]]:
+        """``relation``'s targets for ``keys``, at most ``limit`` rows, in a statement
+        of their own (SQLite: the request's snapshot keeps them consistent)."""
+        if not keys:
+            return []
+        params: dict[str, Any] = {**self.access.params, KEYS.key: sorted(keys)}
+        if limit is not None:
+            params[LIMIT.key] = limit
+        return relation_query(relation, self.access.scope, child.columns).rows(self.conn, params)
+
     def _relation(
         self,
         relation: Relation,
@@ -421,7 +436,10 @@ class _Loader:
         child_counts: dict[Any, int] = defaultdict(int)
         if isinstance(relation, ToOne):
             key = relation.key
-            loaded = self.read_rows[path]
+            loaded = self.read_rows.get(path)
+            if loaded is None:
+                keys = {row[key] for row in rows if row[key] is not None}
+                loaded = self._fetch(relation, child, keys, None)
             by_id = {row["id"]: row for row in loaded}
             for row in rows:
                 if row[key] in by_id:
@@ -430,7 +448,9 @@ class _Loader:
             return Loaded(by_id, self.level(child, loaded, child_counts, path + "."))
 
         parent_key = _PARENT_KEYS[id(relation)]
-        loaded = self.read_rows[path]
+        loaded = self.read_rows.get(path)
+        if loaded is None:
+            loaded = self._fetch(relation, child, {row["id"] for row in rows}, self.room)
         by_parent: dict[Any, list[Row]] = defaultdict(list)
         unique: dict[Any, Row] = {}
         for row in loaded:

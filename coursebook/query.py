@@ -7,8 +7,8 @@ SQL, bind and result type processing). Executing a compiled statement through
 fifteen statements per request, that is most of the request. ``Query`` keeps
 SQLAlchemy's compilation and type processors, and hands the SQL straight to the
 driver's cursor: per shape of parameters (the lengths of its ``IN`` lists) it keeps
-the SQL and a plan of the DBAPI arguments, and it builds result dicts with one
-generated function per statement. The engine's
+the SQL and a generated function building the DBAPI arguments, and it builds result
+dicts with another, one per statement. The engine's
 ``before_cursor_execute`` / ``after_cursor_execute`` events still fire (the
 statement counter and any instrumentation see every statement), and driver errors
 are wrapped as SQLAlchemy's ``DBAPIError`` family exactly as ``execute`` would.
@@ -56,8 +56,44 @@ class _Rendered:
     """SQL for one shape of parameters (list lengths), and how to build its arguments."""
 
     sql: str
-    positional: bool
-    plan: tuple[Step, ...]
+    #: The DBAPI arguments for a caller's parameters: the argument plan, as one
+    #: generated function (``_argument_builder``).
+    arguments: Callable[[Mapping[str, Any]], Any]
+
+
+def _argument_builder(plan: Sequence[Step], positional: bool) -> Callable[[Mapping[str, Any]], Any]:
+    """A function from a caller's parameters to the DBAPI arguments ``plan`` describes:
+    a tuple for a positional driver, a dict by argument name otherwise. Generated from
+    the plan (names of the statement's parameters, never request input), so a call
+    does no more than its expressions: no loop over the plan, no test of each kind."""
+    namespace: dict[str, Any] = {}
+    parts: list[str] = []
+    for number, (kind, source, processor, name, index) in enumerate(plan):
+        if kind == STATIC:
+            namespace[f"s{number}"] = source
+            expression = f"s{number}"
+        elif kind == ITEMS:
+            expression = f"params[{source!r}]"
+            if processor is not None:
+                namespace[f"p{number}"] = processor
+                expression = f"map(p{number}, {expression})"
+            parts.append(f"*{expression}")
+            continue
+        else:
+            expression = f"params[{source!r}]" if kind == PARAM else f"params[{source!r}][{index}]"
+            if processor is not None:
+                namespace[f"p{number}"] = processor
+                expression = f"p{number}({expression})"
+        parts.append(expression if positional else f"{name!r}: {expression}")
+    if positional:
+        body = f"({', '.join(parts)},)" if parts else "()"
+    else:
+        body = "{" + ", ".join(parts) + "}"
+    source = f"def arguments(params):\n    return {body}\n"
+    builder: Callable[[Mapping[str, Any]], Any] = define(
+        source, "arguments", namespace, "arguments"
+    )
+    return builder
 
 
 def _render(prepared: _Compiled, dialect: Dialect, params: Mapping[str, Any]) -> _Rendered:
@@ -93,7 +129,7 @@ def _render(prepared: _Compiled, dialect: Dialect, params: Mapping[str, Any]) ->
         else:
             value = state.parameters[name]
             plan.append((STATIC, value if processor is None else processor(value), None, name, 0))
-    return _Rendered(state.statement, positional, tuple(plan))
+    return _Rendered(state.statement, _argument_builder(plan, positional))
 
 
 class Query:
@@ -119,34 +155,18 @@ class Query:
     ) -> tuple[str, Any]:
         """The SQL and DBAPI arguments for ``params``.
 
-        The SQL and the argument plan are made once per shape (the lengths of the
-        ``IN`` lists); a call only fills in the caller's values.
+        The SQL and the function building the arguments are made once per shape (the
+        lengths of the ``IN`` lists); a call only fills in the caller's values.
         """
-        shape = (dialect.name, tuple(len(params[name]) for name in prepared.expanding))
+        expanding = prepared.expanding
+        shape = (
+            dialect.name,
+            tuple([len(params[name]) for name in expanding]) if expanding else (),
+        )
         rendered = self._rendered.get(shape)
         if rendered is None:
             rendered = self._rendered[shape] = _render(prepared, dialect, params)
-        if rendered.positional:
-            arguments: list[Any] = []
-            for kind, source, processor, _name, index in rendered.plan:
-                if kind == STATIC:
-                    arguments.append(source)
-                    continue
-                if kind == ITEMS:
-                    items = params[source]
-                    arguments.extend(items if processor is None else map(processor, items))
-                    continue
-                value = params[source] if kind == PARAM else params[source][index]
-                arguments.append(value if processor is None else processor(value))
-            return rendered.sql, tuple(arguments)
-        named: dict[str, Any] = {}
-        for kind, source, processor, name, index in rendered.plan:
-            if kind == STATIC:
-                named[name] = source
-                continue
-            value = params[source] if kind == PARAM else params[source][index]
-            named[name] = value if processor is None else processor(value)
-        return rendered.sql, named
+        return rendered.sql, rendered.arguments(params)
 
     def _row_maker(
         self, dialect: Dialect, description: Any
