@@ -33,6 +33,7 @@ import functools
 import json
 import math
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -269,10 +270,11 @@ def side_by_side(
         f"and its own wrk (1 thread, {CONNECTIONS // 2} connections) on a core of its own, the "
         "cores swapped every round: the machine's drift, which moves a run minutes later by "
         "tens of percent, is the same for both, and so is a difference between the cores. "
-        f"The ratio to {args.revision} is the geometric mean of the rounds' ratios (their "
-        "range beside it); CPU is the worker's, user and system, per request.",
+        f"The ratio to {args.revision} is the geometric mean of the rounds' ratios; beside "
+        "it, their range, then the mean within two standard errors (an interval that holds "
+        "100% is no measured difference). CPU is the worker's, user and system, per request.",
         "",
-        f"| scenario | tree | req/s | CPU per request | to {args.revision} | rounds |",
+        f"| scenario | tree | req/s | CPU per request | to {args.revision} | rounds; interval |",
         "| --- | --- | ---: | ---: | ---: | --- |",
     ]
     for scenario in args.scenario:
@@ -280,12 +282,19 @@ def side_by_side(
             runs = measured[name, scenario]
             rps = sum(run[0] for run in runs) / len(runs)
             cpu = sum(run[1] for run in runs) / len(runs)
-            ratios = [run[2] for run in runs]
-            ratio = math.exp(sum(map(math.log, ratios)) / len(ratios))
-            spread = "" if name == args.revision else f"{min(ratios):.0%} to {max(ratios):.0%}"
+            logs = [math.log(run[2]) for run in runs]
+            ratio = math.exp(statistics.fmean(logs))
+            # Two standard errors of the mean of the rounds' log ratios, either side.
+            error = 2 * statistics.stdev(logs) / math.sqrt(len(logs)) if len(logs) > 1 else 0
+            spread = (
+                ""
+                if name == args.revision
+                else f"{math.exp(min(logs)):.0%} to {math.exp(max(logs)):.0%}; "
+                f"{ratio * math.exp(-error):.0%} to {ratio * math.exp(error):.0%}"
+            )
             lines.append(
                 f"| {scenario} {SCENARIOS[scenario][0]} | {name} | {rps:,.0f} | "
-                f"{cpu * 1e6:,.0f} us | {ratio:.0%} | {spread} |"
+                f"{cpu * 1e6:,.0f} us | {ratio:.1%} | {spread} |"
             )
     return lines
 

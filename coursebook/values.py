@@ -54,22 +54,46 @@ def local_datetime(value: datetime, zone: str) -> str:
     day). Where the local time cannot be written, the date-time is written in UTC: an
     offset with seconds (local mean time, before a zone adopted standard time) is not
     RFC 3339, and near year 1 or 9999 the local time may not exist.
+
+    The local time is written without its zone and the offset appended from
+    ``_OFFSETS``: ``isoformat`` of an aware date-time asks the zone for the offset
+    again and formats it, twice the time of the rest (a full expansion writes dozens).
     """
     tz = ZONES[zone]
     try:
         if value.tzinfo is None:
             # ``combine`` attaches the zone much faster than ``replace(tzinfo=...)``.
-            local = tz.fromutc(datetime.combine(value, value.time(), tz))
+            aware = tz.fromutc(datetime.combine(value, value.time(), tz))
         else:
-            local = value.astimezone(tz)
+            aware = value.astimezone(tz)
+        offset = aware.utcoffset() or ZERO  # a zone always has one
+        local = value + offset if value.tzinfo is None else aware.replace(tzinfo=None)
     except OverflowError:  # within hours of year 1 or 9999, the local time does not exist
         return local_datetime(value, "UTC")
-    text = local.isoformat("T", "seconds")
-    if text.endswith("+00:00"):
-        return text[:19] + "Z"
-    if len(text) == 25:
-        return text
+    suffix = _OFFSETS.get(offset)
+    if suffix is None:
+        suffix = _OFFSETS[offset] = _offset_text(offset)
+    if suffix:
+        return local.isoformat("T", "seconds") + suffix
     return local_datetime(value, "UTC")
+
+
+ZERO = timedelta(0)
+#: UTC offsets as RFC 3339 writes them (``+01:00``, ``Z``), "" for one it cannot (an
+#: offset with seconds): a zone database has a few hundred distinct offsets in all.
+_OFFSETS: dict[timedelta, str] = {}
+
+
+def _offset_text(offset: timedelta) -> str:
+    """``offset`` as the end of an RFC 3339 date-time; "" when it is not whole minutes."""
+    seconds = offset.days * 86400 + offset.seconds
+    if offset.microseconds or seconds % 60:
+        return ""
+    if seconds == 0:
+        return "Z"
+    sign = "-" if seconds < 0 else "+"
+    hours, minutes = divmod(abs(seconds) // 60, 60)
+    return f"{sign}{hours:02d}:{minutes:02d}"
 
 
 def iso_date(value: date | None) -> str | None:
