@@ -44,7 +44,29 @@ class _Zones(dict[str, tzinfo]):
 ZONES = _Zones()
 
 
+#: Date-times as written, by value and zone (``local_datetime``): the same session's
+#: are written on every read of it and of whatever expands it. Only instants are keys
+#: (naive UTC, or aware in UTC): aware values of one zone compare by wall time, and
+#: two instants an hour apart in the autumn would be one key. Emptied when full.
+_WRITTEN: dict[tuple[datetime, str], str] = {}
+WRITTEN_KEPT = 16384
+
+
 def local_datetime(value: datetime, zone: str) -> str:
+    """``value`` as TeamUp writes date-times (``write_datetime``), remembered."""
+    if value.tzinfo is not None and value.tzinfo is not UTC:
+        return write_datetime(value, zone)
+    key = (value, zone)
+    text = _WRITTEN.get(key)
+    if text is None:
+        text = write_datetime(value, zone)
+        if len(_WRITTEN) >= WRITTEN_KEPT:
+            _WRITTEN.clear()
+        _WRITTEN[key] = text
+    return text
+
+
+def write_datetime(value: datetime, zone: str) -> str:
     """``value`` as TeamUp writes date-times: RFC 3339 in whole seconds, at the offset the
     IANA zone ``zone`` has at that instant, ``Z`` when the offset is zero
     (``2026-03-30T06:30:00+01:00``, ``2026-01-29T06:30:00Z``).
@@ -69,13 +91,13 @@ def local_datetime(value: datetime, zone: str) -> str:
         offset = aware.utcoffset() or ZERO  # a zone always has one
         local = value + offset if value.tzinfo is None else aware.replace(tzinfo=None)
     except OverflowError:  # within hours of year 1 or 9999, the local time does not exist
-        return local_datetime(value, "UTC")
+        return write_datetime(value, "UTC")
     suffix = _OFFSETS.get(offset)
     if suffix is None:
         suffix = _OFFSETS[offset] = _offset_text(offset)
     if suffix:
         return local.isoformat("T", "seconds") + suffix
-    return local_datetime(value, "UTC")
+    return write_datetime(value, "UTC")
 
 
 ZERO = timedelta(0)

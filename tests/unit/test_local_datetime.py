@@ -9,7 +9,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from coursebook.values import ZONES, local_datetime
+from coursebook import values
+from coursebook.values import ZONES, local_datetime, write_datetime
 
 
 @pytest.mark.parametrize(
@@ -115,3 +116,34 @@ def test_what_cannot_be_written_locally_is_written_in_utc(
     value: datetime, zone: str, expected: str
 ) -> None:
     assert local_datetime(value, zone) == expected
+
+
+def test_a_remembered_date_time_is_written_as_before() -> None:
+    """``local_datetime`` keeps what it wrote; asked again, it answers the same text."""
+    value = datetime(2026, 10, 25, 1, 30)
+    first = local_datetime(value, "Europe/London")
+    assert (value, "Europe/London") in values._WRITTEN
+    assert local_datetime(datetime(2026, 10, 25, 1, 30), "Europe/London") == first
+    assert first == write_datetime(value, "Europe/London") == "2026-10-25T01:30:00Z"
+    assert local_datetime(value, "America/New_York") == "2026-10-24T21:30:00-04:00"
+
+
+def test_wall_times_of_a_zone_are_not_remembered() -> None:
+    """01:30 in New York on 1 November 2026 is two instants (``fold``), which compare
+    equal as wall times of one zone: written each time, never taken for one another."""
+    zone = ZoneInfo("America/New_York")
+    first = datetime(2026, 11, 1, 1, 30, tzinfo=zone)
+    second = first.replace(fold=1)
+    assert first == second
+    assert local_datetime(first, "UTC") == "2026-11-01T05:30:00Z"
+    assert local_datetime(second, "UTC") == "2026-11-01T06:30:00Z"
+    assert not any(key[0] == first for key in values._WRITTEN)
+
+
+def test_what_is_remembered_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(values, "WRITTEN_KEPT", 3)
+    start = datetime(2030, 1, 1)
+    for minute in range(10):
+        value = start + timedelta(minutes=minute)
+        assert local_datetime(value, "UTC") == f"2030-01-01T00:{minute:02d}:00Z"
+        assert len(values._WRITTEN) <= 3
