@@ -166,3 +166,56 @@ def test_a_foreign_host_is_400_and_builds_no_link(served: Served, demo: Demo) ->
     # Probes answer whatever the host: load balancers send an address.
     probe = httpx.get(f"{served.base_url}/healthz", headers={"Host": "10.0.0.7:8000"})
     assert probe.status_code == 200
+
+
+def responses(received: bytes) -> list[tuple[int, dict[str, str], bytes]]:
+    """Every response in ``received``, in order: status, headers and body (by its
+    ``Content-Length``)."""
+    answers = []
+    while received:
+        head, _, received = received.partition(b"\r\n\r\n")
+        status_line, *lines = head.split(b"\r\n")
+        headers = {}
+        for line in lines:
+            name, _, value = line.partition(b":")
+            headers[name.decode().lower()] = value.decode().strip()
+        length = int(headers["content-length"])
+        answers.append((int(status_line.split()[1]), headers, received[:length]))
+        received = received[length:]
+    return answers
+
+
+def test_pipelined_requests_are_answered_in_order_each_whole(served: Served, demo: Demo) -> None:
+    """Requests sent back to back on one connection, before any answer: each answered
+    once, whole, in the order asked (a response's head and body leave together, and
+    the next response after them)."""
+    token = demo.manifest["tokens"]["admin"]
+    first, second = demo.manifest["course_sessions"]["main"][:2]
+    targets = [
+        f"/api/v2/course_sessions/{first}",
+        f"/api/v2/course_sessions/{second}?expand=venue",
+        "/api/v2/course_sessions/0",
+        f"/api/v2/course_sessions/{first}",
+    ]
+    address = urlsplit(served.base_url)
+    heads = [
+        f"GET {target} HTTP/1.1\r\nHost: {address.netloc}\r\n"
+        f"Authorization: Bearer {token}\r\n"
+        + ("Connection: close\r\n" if number == len(targets) - 1 else "")
+        + "\r\n"
+        for number, target in enumerate(targets)
+    ]
+    with socket.create_connection((address.hostname, address.port), timeout=30) as sock:
+        sock.sendall("".join(heads).encode("latin-1"))
+        received = b""
+        while chunk := sock.recv(65536):
+            received += chunk
+    answers = responses(received)
+    assert [status for status, _, _ in answers] == [200, 200, 404, 200]
+    headers = {"Authorization": f"Bearer {token}"}
+    for target, (_, answer_headers, body) in zip(targets, answers, strict=True):
+        alone = httpx.get(f"{served.base_url}{target}", headers=headers)
+        assert body == alone.content
+        assert answer_headers["content-type"] == alone.headers["content-type"]
+    assert isinstance(json.loads(answers[1][2])["venue"], dict)  # its own query, expanded
+    assert len({answer[1]["x-request-id"] for answer in answers}) == 4
