@@ -1,7 +1,7 @@
 """PostgreSQL misbehaving, for real: a port where nothing listens, a server that accepts
-and never answers, a statement that cannot finish, a backend killed mid-request, a
-restarted server. The service answers 503 within its bounds meanwhile, keeps answering
-/healthz, and reads again once the database is back."""
+and never answers, a statement that cannot finish, a backend killed mid-request, the
+server stopped and started again, and restarted. The service answers 503 within its
+bounds meanwhile, keeps answering /healthz, and reads again once the database is back."""
 
 from __future__ import annotations
 
@@ -262,24 +262,68 @@ def test_a_backend_killed_mid_request_is_read_again(pg: Demo) -> None:
             assert held.request.result().status_code == 200
 
 
+def cluster(action: str) -> None:
+    """``pg_ctlcluster`` ``action`` (stop, start, restart) on this machine's cluster, and
+    for a start or a restart, wait until it accepts connections again."""
+    version = sorted(os.listdir("/etc/postgresql"))[0]
+    subprocess.run(
+        ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", action],
+        check=True,
+        capture_output=True,
+    )
+    if action == "stop":
+        return
+    deadline = time.monotonic() + 30
+    while subprocess.run(["pg_isready", "-q", "-h", "127.0.0.1"]).returncode != 0:
+        assert time.monotonic() < deadline, "PostgreSQL did not come back"
+        time.sleep(0.2)
+
+
+needs_cluster = pytest.mark.skipif(
+    shutil.which("pg_ctlcluster") is None, reason="no pg_ctlcluster here"
+)
+
+
 @pytest.mark.postgresql
 @pytest.mark.writes
-@pytest.mark.skipif(shutil.which("pg_ctlcluster") is None, reason="no pg_ctlcluster here")
+@needs_cluster
 def test_a_restarted_server_costs_no_failed_request(pg: Demo) -> None:
     token = pg.manifest["tokens"]["admin"]
     with in_process(Settings(database_url=pg.url)) as client:
         for _ in range(3):  # several pooled connections, all lost in the restart
             assert client.get(admin_session(pg), token).status_code == 200
-        version = sorted(os.listdir("/etc/postgresql"))[0]
-        subprocess.run(
-            ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "restart"],
-            check=True,
-            capture_output=True,
-        )
-        deadline = time.monotonic() + 30
-        while subprocess.run(["pg_isready", "-q", "-h", "127.0.0.1"]).returncode != 0:
-            assert time.monotonic() < deadline, "PostgreSQL did not come back"
-            time.sleep(0.2)
+        cluster("restart")
+        assert client.get(admin_session(pg), token).status_code == 200
+        assert client.get("/readyz").status_code == 200
+
+
+@pytest.mark.postgresql
+@pytest.mark.writes
+@needs_cluster
+def test_a_stopped_server_is_503_while_down_and_the_first_request_back_reads(pg: Demo) -> None:
+    token = pg.manifest["tokens"]["admin"]
+    settings = Settings(
+        database_url=pg.url,
+        database_connect_timeout=CONNECT,
+        database_statement_timeout=STATEMENT,
+        database_pool_timeout=CONNECT,
+    )
+    with in_process(settings) as client:
+        assert client.get(admin_session(pg), token).status_code == 200
+        cluster("stop")
+        try:
+            for path in (admin_session(pg), "/api/v2/course_sessions", "/readyz"):
+                started = time.monotonic()
+                response = client.get(path, token)
+                assert time.monotonic() - started < CONNECT + SLACK, path
+                assert response.status_code == 503, response.text
+                assert response.json()["code"] == "service_unavailable"
+                assert "5432" not in response.text and "asyncpg" not in response.text
+            started = time.monotonic()
+            assert client.get("/healthz").status_code == 200
+            assert time.monotonic() - started < 1.0
+        finally:
+            cluster("start")
         assert client.get(admin_session(pg), token).status_code == 200
         assert client.get("/readyz").status_code == 200
 
