@@ -18,6 +18,7 @@ minute (valgrind runs Python some fifty times slower), and the two run at once.
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import shutil
 import subprocess
@@ -47,8 +48,16 @@ def count(query: str, requests: int) -> subprocess.Popen[str]:
         "--requests",
         str(requests),
     ]
+    # String hashes are salted per process, and a dict's or a set's layout, and with it
+    # the work of a lookup, moves with the salt: one salt makes counts repeat.
+    environment = {**os.environ, "PYTHONHASHSEED": "0"}
     return subprocess.Popen(
-        command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+        command,
+        cwd=ROOT,
+        env=environment,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
     )
 
 
