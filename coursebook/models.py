@@ -404,7 +404,9 @@ course_sessions = Table(
     Column("attending_count", Integer, nullable=False, server_default="0"),
     CheckConstraint("status IN ('active', 'cancelled')", name="status"),
     CheckConstraint("ends_at >= starts_at", name="ends_after_start"),
-    Index("ix_course_sessions_provider_starts_at", "provider_id", "starts_at"),
+    # A list page in start order, skipping the pages before it, from the index alone
+    # (PostgreSQL's index does not end with the id as SQLite's does; migration 0007).
+    Index("ix_course_sessions_provider_starts_at", "provider_id", "starts_at", "id"),
     # A course's sessions come in start order: filter and sort from one index, so the
     # planner never walks the provider's whole calendar to find one course.
     Index("ix_course_sessions_course_starts_at", "course_id", "starts_at"),

@@ -17,7 +17,7 @@ import httpx
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, text, update
 
 from coursebook import models as m
 from coursebook.db import create_db_engine
@@ -61,6 +61,36 @@ def test_upgrading_fills_the_kept_counts_of_existing_rows(backend: str, tmp_path
     for pairs in (sessions, memberships):
         assert pairs and all(stored == counted for stored, counted in pairs)
         assert any(stored for stored, _ in pairs)
+
+
+def test_upgrading_sqlite_keeps_statistics_for_the_index_it_makes_again(tmp_path: Path) -> None:
+    """Migration 0007 makes the (provider, start) index again with the id: the dropped
+    index's statistics must come back, or SQLite's planner takes it for a very selective
+    one and reads a course's sessions by walking the provider's whole calendar."""
+    with empty_database("sqlite", tmp_path) as url:
+        upgrade(url, "0006")
+        engine = create_db_engine(url)
+        generate(engine, seed=7, scale="small", progress=False)  # and ANALYZE
+        upgrade(url)
+        with engine.connect() as conn:
+            kept = conn.execute(
+                text("SELECT stat FROM sqlite_stat1 WHERE idx = :name"),
+                {"name": "ix_course_sessions_provider_starts_at"},
+            ).scalar_one_or_none()
+            course_id = conn.execute(select(func.min(m.courses.c.id))).scalar_one()
+            plan = " ".join(
+                str(row[-1])
+                for row in conn.execute(
+                    text(
+                        "EXPLAIN QUERY PLAN SELECT id FROM course_sessions "
+                        "WHERE provider_id = 1 AND course_id = :course ORDER BY starts_at, id"
+                    ),
+                    {"course": course_id},
+                )
+            )
+        engine.dispose()
+    assert kept is not None and len(kept.split()) == 4, kept  # rows, then per column
+    assert "ix_course_sessions_course_starts_at" in plan, plan
 
 
 @pytest.fixture
