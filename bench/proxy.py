@@ -1,8 +1,12 @@
 """A TCP proxy that adds latency and counts round trips, for PostgreSQL measurements.
 
 This kernel has no netem, so the benchmark puts this proxy between the service and
-PostgreSQL: each chunk the client sends is forwarded after ``delay`` seconds (and each
-answer too, so a round trip costs ``2 * delay`` more). It also counts the client's
+PostgreSQL: each chunk the client sends is forwarded ``delay`` seconds after it
+arrived (and each answer too, so a round trip costs ``2 * delay`` more), as a link
+would: a chunk waits for its own delay, not for the chunks before it to be sent. Run
+as a program, its event loop waits in ``select``, whose timeout is in microseconds
+(epoll's is in milliseconds, rounded up, which made half a millisecond a whole one
+when the loop was idle). It also counts the client's
 *bursts*: data sent after the server has answered, or first, is one round trip of
 the protocol (asyncpg sends Bind/Execute/Sync, or Parse/Describe/Sync, in one write
 and then waits). Tests use it with no delay to count a request's round trips.
@@ -13,8 +17,10 @@ and then waits). Tests use it with no delay to count a request's round trips.
 from __future__ import annotations
 
 import asyncio
+import selectors
 import sys
 import threading
+from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -60,6 +66,7 @@ class Proxy:
         *,
         upstream: bool,
     ) -> None:
+        late = Late(sink, self.delay) if self.delay else None
         try:
             while data := await source.read(65536):
                 if upstream:
@@ -68,12 +75,47 @@ class Proxy:
                         answered[0] = False
                 else:
                     answered[0] = True
-                if self.delay:
-                    await asyncio.sleep(self.delay)
-                sink.write(data)
-                await sink.drain()
+                if late is None:
+                    sink.write(data)
+                    await sink.drain()
+                else:
+                    late.send(data)
         finally:
+            if late is not None:
+                await late.sent()
             sink.close()
+
+
+class Late:
+    """Writes each chunk to ``sink`` ``delay`` seconds after it was given, in order."""
+
+    def __init__(self, sink: asyncio.StreamWriter, delay: float) -> None:
+        self.sink = sink
+        self.delay = delay
+        self.loop = asyncio.get_running_loop()
+        self.waiting: deque[tuple[float, bytes]] = deque()
+        self.timer: asyncio.TimerHandle | None = None
+
+    def send(self, data: bytes) -> None:
+        self.waiting.append((self.loop.time() + self.delay, data))
+        if self.timer is None:
+            self.timer = self.loop.call_at(self.waiting[0][0], self._due)
+
+    def _due(self) -> None:
+        """Write the chunk the timer was set for, and every other one due by now."""
+        self.timer = None
+        waiting = self.waiting
+        self.sink.write(waiting.popleft()[1])
+        now = self.loop.time()
+        while waiting and waiting[0][0] <= now:
+            self.sink.write(waiting.popleft()[1])
+        if waiting:
+            self.timer = self.loop.call_at(waiting[0][0], self._due)
+
+    async def sent(self) -> None:
+        """Return once every chunk given has been written."""
+        while self.waiting:
+            await asyncio.sleep(self.delay)
 
 
 @contextmanager
@@ -111,7 +153,12 @@ def main() -> None:
         await proxy.start(listen)
         await proxy.serve_forever()
 
-    asyncio.run(serve())
+    # select's timeout is in microseconds; epoll's in milliseconds (see above). A
+    # benchmark's proxy has a few dozen sockets, well under select's limit.
+    with asyncio.Runner(
+        loop_factory=lambda: asyncio.SelectorEventLoop(selectors.SelectSelector())
+    ) as runner:
+        runner.run(serve())
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ import re
 import shutil
 import socket
 import sqlite3
+import statistics
 import subprocess
 import sys
 import time
@@ -669,6 +670,22 @@ def measure(
     return config
 
 
+def round_trip_ms(url: str, count: int = 300) -> float:
+    """The median time of a ``SELECT 1`` on one connection to ``url``, in milliseconds."""
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    dsn = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+    times = []
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("SELECT 1")
+        for _ in range(count):
+            started = time.perf_counter()
+            conn.execute("SELECT 1")
+            times.append(time.perf_counter() - started)
+    return statistics.median(times) * 1000
+
+
 def measure_network(wrk: str, seconds: int) -> Config | None:
     """PostgreSQL a network hop away: R1 at 64 connections, 1 worker, straight to the
     server, through ``bench/proxy.py`` adding nothing (the proxy's own cost), and through
@@ -691,6 +708,7 @@ def measure_network(wrk: str, seconds: int) -> Config | None:
         ("R1 at 64 connections, through the proxy", 0.0, 64),
         (f"R1 at 64 connections, {2 * LATENCY_MS:g} ms added a round trip", LATENCY_MS, 64),
     ]
+    unloaded: list[float] = []  # each plan's round trip with nothing else running
     for name, delay, connections in plans:
         through = url
         proxy: subprocess.Popen[bytes] | None = None
@@ -702,6 +720,9 @@ def measure_network(wrk: str, seconds: int) -> Config | None:
             through = target.set(host="127.0.0.1", port=proxy_port).render_as_string(
                 hide_password=False
             )
+        unloaded.append(round_trip_ms(through))
+        if delay:  # what the proxy's delay adds, as measured
+            name += f" (measured: {unloaded[-1] - unloaded[1]:.2f} ms more)"
         env = {
             **os.environ,
             "COURSEBOOK_DATABASE_URL": through,
