@@ -137,9 +137,15 @@ def db_downgrade(
 ) -> None:
     """Migrate the database down (one revision by default)."""
     settings = load_settings()
-    with database(settings):
+    with database(settings) as engine:
         migrate.downgrade(settings.database_url, revision)
-    console.print(f"Database downgraded to {revision}.")
+        with engine.connect() as conn:
+            reached = migrate.current(conn)
+    # The revision reached, not the one asked for (which may be relative, as -1 is).
+    if reached is None:
+        console.print("Database downgraded to base: no table of coursebook's is left.")
+    else:
+        console.print(f"Database downgraded to revision {reached}.")
 
 
 @db_app.command("revision")

@@ -16,9 +16,11 @@ from typing import Any
 import httpx
 import pytest
 import typer.main
+from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, func, select
 from typer.testing import CliRunner, Result
 
+from coursebook import migrate
 from coursebook import models as m
 from coursebook.cli import app
 from coursebook.demo import Manifest, read_manifest
@@ -397,6 +399,21 @@ def test_db_upgrade_and_downgrade(database_url: str) -> None:
     for args in (["db", "upgrade"], ["db", "downgrade", "--revision", "base"], ["db", "upgrade"]):
         result = runner.invoke(app, args)
         assert result.exit_code == 0, result.output
+
+
+def test_db_downgrade_names_the_revision_it_reached(database_url: str) -> None:
+    assert runner.invoke(app, ["db", "upgrade"]).exit_code == 0
+    one_back = runner.invoke(app, ["db", "downgrade"])
+    assert one_back.exit_code == 0, one_back.output
+    head = migrate.head()
+    assert head is not None
+    script = ScriptDirectory(str(migrate.MIGRATIONS_DIR)).get_revision(head)
+    assert script is not None and isinstance(script.down_revision, str)
+    assert f"Database downgraded to revision {script.down_revision}." in one_back.output
+    to_base = runner.invoke(app, ["db", "downgrade", "--revision", "base"])
+    assert to_base.exit_code == 0, to_base.output
+    assert "Database downgraded to base" in to_base.output
+    assert runner.invoke(app, ["db", "upgrade"]).exit_code == 0
 
 
 def test_unreachable_database_is_a_one_line_error(monkeypatch: pytest.MonkeyPatch) -> None:
