@@ -29,7 +29,6 @@ import asyncio
 import json
 import os
 import random
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -48,6 +47,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
+from bench import cluster
 from bench.run import (
     BIN,
     POSTGRES_ADMIN_URL,
@@ -117,7 +117,7 @@ def main() -> None:
         events = Events()
         requests.tag(server.base_url, events.before)
         outcomes = uvloop.run(
-            drive(server, requests, redis, version, events, args.seconds, args.connections)
+            drive(server, requests, redis, events, args.seconds, args.connections)
         )
         time.sleep(1.5)  # every worker publishes its tallies once a second
         counted = api_answers(httpx.get(server.base_url + "/metrics", timeout=10).text)
@@ -138,9 +138,9 @@ def main() -> None:
 
 def _postgres_version() -> str:
     """The version of the machine's PostgreSQL cluster, whose server is restarted."""
-    if shutil.which("pg_ctlcluster") is None or not Path("/etc/postgresql").is_dir():
+    if not cluster.available():
         sys.exit("soak: pg_ctlcluster is needed to restart PostgreSQL (Debian's packaging)")
-    return sorted(os.listdir("/etc/postgresql"))[0]
+    return cluster.version()
 
 
 @contextmanager
@@ -156,7 +156,7 @@ def scratch_copy(template: str) -> Iterator[str]:
     finally:
         # On a fresh connection: the restart ended the ones the pool held.
         admin.dispose()
-        _wait_for_postgres()
+        cluster.wait_until_ready()
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
@@ -325,7 +325,6 @@ async def drive(
     server: Served,
     mix: Mix,
     redis: RedisServer,
-    version: str,
     events: Events,
     seconds: float,
     connections: int,
@@ -335,7 +334,7 @@ async def drive(
     log(f"warm-up done; {seconds:.0f} s of load with the faults")
     start = time.monotonic()
     outcomes: list[Outcome] = []
-    faults = asyncio.create_task(inject(server, redis, version, events, start, seconds))
+    faults = asyncio.create_task(inject(server, redis, events, start, seconds))
     await load(server.base_url, mix, seconds, connections, start, outcomes)
     await faults
     return outcomes
@@ -372,7 +371,7 @@ async def load(
 
 
 async def inject(
-    server: Served, redis: RedisServer, version: str, events: Events, start: float, seconds: float
+    server: Served, redis: RedisServer, events: Events, start: float, seconds: float
 ) -> None:
     """The faults, at their times, and the memory samples, every second."""
 
@@ -400,21 +399,10 @@ async def inject(
     await at(seconds * 0.55)
     log("restarting PostgreSQL")
     events.database_stopped = now()
-    restart = ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "restart"]
-    await asyncio.to_thread(subprocess.run, restart, check=True, capture_output=True)
-    await asyncio.to_thread(_wait_for_postgres)
+    await asyncio.to_thread(cluster.control, "restart")
     events.database_back = now()
     log(f"PostgreSQL answers again after {events.database_back - events.database_stopped:.1f} s")
     await sampling
-
-
-def _wait_for_postgres() -> None:
-    """Until PostgreSQL accepts connections (30 s at most)."""
-    deadline = time.monotonic() + 30
-    while subprocess.run(["pg_isready", "-q", "-h", "127.0.0.1"]).returncode != 0:
-        if time.monotonic() > deadline:
-            raise RuntimeError("soak: PostgreSQL did not come back")
-        time.sleep(0.05)
 
 
 def _cmdline(pid: int) -> bytes:

@@ -6,7 +6,6 @@ bounds meanwhile, keeps answering /healthz, and reads again once the database is
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -23,6 +22,7 @@ import httpx
 import pytest
 from sqlalchemy import Connection, create_engine, text
 
+from bench import cluster
 from coursebook.settings import Settings
 from tests.support import Api, Demo, free_port, in_process, live_server
 
@@ -80,20 +80,29 @@ def refused_port() -> int:
     return port
 
 
+def answers_unavailable(client: Api, session: str, token: str, port: str) -> None:
+    """With the database away: ``session``, a list and ``/readyz`` are 503
+    ``service_unavailable`` within the connect bound, naming neither the database's port
+    nor the driver; ``/healthz`` answers 200 at once."""
+    for path in (session, "/api/v2/course_sessions", "/readyz"):
+        started = time.monotonic()
+        response = client.get(path, token)
+        assert time.monotonic() - started < CONNECT + SLACK, path
+        assert response.status_code == 503, response.text
+        assert response.json()["code"] == "service_unavailable"
+        assert port not in response.text and "asyncpg" not in response.text
+    started = time.monotonic()
+    assert client.get("/healthz").status_code == 200
+    assert time.monotonic() - started < 1.0
+
+
 @pytest.mark.parametrize("kind", ["refused", "silent"])
 def test_a_database_that_is_not_there_is_503_within_the_bound(
     kind: str, silent: SilentServer
 ) -> None:
     port = refused_port() if kind == "refused" else silent.port
     with in_process(unreachable_settings(port)) as client:
-        for path in ("/api/v2/course_sessions/1", "/api/v2/course_sessions", "/readyz"):
-            started = time.monotonic()
-            response = client.get(path, "cb_whatever")
-            assert time.monotonic() - started < CONNECT + SLACK, path
-            assert response.status_code == 503, response.text
-            assert response.json()["code"] == "service_unavailable"
-            assert str(port) not in response.text and "asyncpg" not in response.text
-        assert client.get("/healthz").status_code == 200
+        answers_unavailable(client, "/api/v2/course_sessions/1", "cb_whatever", str(port))
     if kind == "silent":
         assert silent.accepted, "the service never reached the silent server"
 
@@ -262,26 +271,7 @@ def test_a_backend_killed_mid_request_is_read_again(pg: Demo) -> None:
             assert held.request.result().status_code == 200
 
 
-def cluster(action: str) -> None:
-    """``pg_ctlcluster`` ``action`` (stop, start, restart) on this machine's cluster, and
-    for a start or a restart, wait until it accepts connections again."""
-    version = sorted(os.listdir("/etc/postgresql"))[0]
-    subprocess.run(
-        ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", action],
-        check=True,
-        capture_output=True,
-    )
-    if action == "stop":
-        return
-    deadline = time.monotonic() + 30
-    while subprocess.run(["pg_isready", "-q", "-h", "127.0.0.1"]).returncode != 0:
-        assert time.monotonic() < deadline, "PostgreSQL did not come back"
-        time.sleep(0.2)
-
-
-needs_cluster = pytest.mark.skipif(
-    shutil.which("pg_ctlcluster") is None, reason="no pg_ctlcluster here"
-)
+needs_cluster = pytest.mark.skipif(not cluster.available(), reason="no pg_ctlcluster here")
 
 
 @pytest.mark.postgresql
@@ -292,7 +282,7 @@ def test_a_restarted_server_costs_no_failed_request(pg: Demo) -> None:
     with in_process(Settings(database_url=pg.url)) as client:
         for _ in range(3):  # several pooled connections, all lost in the restart
             assert client.get(admin_session(pg), token).status_code == 200
-        cluster("restart")
+        cluster.control("restart")
         assert client.get(admin_session(pg), token).status_code == 200
         assert client.get("/readyz").status_code == 200
 
@@ -310,20 +300,11 @@ def test_a_stopped_server_is_503_while_down_and_the_first_request_back_reads(pg:
     )
     with in_process(settings) as client:
         assert client.get(admin_session(pg), token).status_code == 200
-        cluster("stop")
+        cluster.control("stop")
         try:
-            for path in (admin_session(pg), "/api/v2/course_sessions", "/readyz"):
-                started = time.monotonic()
-                response = client.get(path, token)
-                assert time.monotonic() - started < CONNECT + SLACK, path
-                assert response.status_code == 503, response.text
-                assert response.json()["code"] == "service_unavailable"
-                assert "5432" not in response.text and "asyncpg" not in response.text
-            started = time.monotonic()
-            assert client.get("/healthz").status_code == 200
-            assert time.monotonic() - started < 1.0
+            answers_unavailable(client, admin_session(pg), token, "5432")
         finally:
-            cluster("start")
+            cluster.control("start")
         assert client.get(admin_session(pg), token).status_code == 200
         assert client.get("/readyz").status_code == 200
 
